@@ -1,0 +1,477 @@
+"""Tests of the report generator (reproduce/harness/report.py) and targets (targets.py).
+
+Records here are synthetic test inputs built by `make_record`, which fills schema version 1.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reproduce.harness import report
+from reproduce.harness.report import (
+    aggregate,
+    atomic_write_text,
+    load_records,
+    metric_table,
+    paper_diff,
+    speedup_rows,
+    speedup_table,
+    tolerance_band,
+    write_report,
+)
+from reproduce.harness.targets import TARGET_STATUSES, Claim, Target
+
+BASE = 128
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def make_record(
+    method: str = "date",
+    batch_size: int = BASE,
+    seed: int = 0,
+    value: float | None = 0.98,
+    *,
+    status: str = "ok",
+    metric: str = "accuracy",
+    mode: str = "max",
+    steps_to_target: int | None = None,
+    seconds_to_target: float | None = None,
+    epochs: int = 2,
+    train_size: int = 16384,
+    env: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A schema-1 record; training curves follow a sqrt-scaled warmup schedule."""
+    k = batch_size / BASE
+    steps_per_epoch = train_size / batch_size
+    total_steps = int(epochs * steps_per_epoch)
+    peak = 0.1 * math.sqrt(k)
+    warmup = max(1, int(0.5 * k * steps_per_epoch))
+    steps = list(range(total_steps))
+    lr = [peak * min(1.0, (s + 1) / warmup) for s in steps]
+    loss = [2.0 / (1 + 0.1 * s) + 0.01 * (s % 3) for s in steps]
+    if status == "diverged":
+        cut = max(1, total_steps // 2)
+        steps, lr, loss = steps[:cut], lr[:cut], [*loss[: cut - 1], float("nan")]
+    final = {} if value is None else {metric: value, "loss": 0.1}
+    evals = [
+        {
+            "step": int(e * steps_per_epoch),
+            "epoch": float(e),
+            "seconds": 1.5 * e,
+            "split": "valid",
+            "metrics": {metric: (value or 0.5) * e / epochs, "loss": 1.0 / e},
+        }
+        for e in range(1, epochs + 1)
+    ]
+    return {
+        "schema_version": 1,
+        "experiment": "toy",
+        "preset": "smoke",
+        "method": method,
+        "batch_size": batch_size,
+        "base_batch_size": BASE,
+        "seed": seed,
+        "status": status,
+        "primary_metric": metric,
+        "mode": mode,
+        "final": final,
+        "time_to_target": {"metric": metric, "value": 0.9, "mode": mode},
+        "steps_to_target": steps_to_target,
+        "seconds_to_target": seconds_to_target,
+        "total_steps": total_steps,
+        "steps_per_epoch": steps_per_epoch,
+        "model_parameters": 1234,
+        "micro_batch_size": batch_size,
+        "accumulation_steps": 1,
+        "world_size": 1,
+        "recipe": {
+            "batch_size": batch_size,
+            "lr": peak,
+            "epochs": epochs,
+            "warmup_epochs": 0.5 * k,
+        },
+        "base_recipe": {"batch_size": BASE, "lr": 0.1, "epochs": epochs, "warmup_epochs": 0.5},
+        "env": env
+        or {
+            "python": "3.11.7",
+            "torch": "2.13.0+cpu",
+            "device": "cpu",
+            "device_name": "Test CPU 9000",
+            "cpu_count": 2,
+            "git_commit": "c0ffee1234",
+            "git_dirty": False,
+            "date": f"2026-01-0{seed + 1}T00:00:00Z",
+            "command": "python reproduce/run.py toy --preset smoke",
+            "hostname": "test",
+        },
+        "curves": {"step": steps, "lr": lr, "loss": loss},
+        "evals": evals,
+        "wall_seconds": 10.0,
+        "train_seconds": 9.0,
+    }
+
+
+def write_records(out_dir: Path, records: list[dict[str, Any]]) -> Path:
+    runs = out_dir / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    for record in records:
+        name = f"{record['method']}_b{record['batch_size']}_s{record['seed']}.json"
+        (runs / name).write_text(json.dumps(record))
+    return out_dir
+
+
+def sweep() -> list[dict[str, Any]]:
+    """Two methods, three batches, three seeds; linear diverges at the largest batch."""
+    records = []
+    base_values = [0.980, 0.982, 0.984]
+    for method in ("date", "linear"):
+        for seed, base_value in enumerate(base_values):
+            records.append(
+                make_record(
+                    method, BASE, seed, base_value, steps_to_target=800, seconds_to_target=40.0
+                )
+            )
+            records.append(
+                make_record(
+                    method,
+                    1024,
+                    seed,
+                    base_value - (0.001 if method == "date" else 0.05),
+                    steps_to_target=100,
+                    seconds_to_target=8.0,
+                )
+            )
+    for seed in range(3):
+        records.append(make_record("date", 8192, seed, 0.978 + 0.001 * seed))
+        records.append(make_record("linear", 8192, seed, None, status="diverged"))
+    return records
+
+
+# ---------------------------------------------------------------------------------- targets
+
+
+def test_target_validation_and_round_trip() -> None:
+    target = Target("accuracy", 0.98, "max", 0.01, "paper Table 1", "paper table", 1024, "n")
+    assert Target.from_dict(target.to_dict()) == target
+    assert target.verified
+    assert target.met(0.971) and not target.met(0.969)
+    assert target.met_outright(0.98) and not target.met_outright(0.979)
+    low = Target("perplexity", 114.5, "min", 2.0, "Zaremba 2014", "external reference")
+    assert low.met(116.5) and not low.met(116.6) and low.met_outright(114.0)
+    with pytest.raises(ValueError, match="mode"):
+        Target("accuracy", 0.98, "higher", 0.0, "x", "paper table")
+    with pytest.raises(ValueError, match="tolerance"):
+        Target("accuracy", 0.98, "max", -0.1, "x", "paper table")
+    with pytest.raises(ValueError, match="status"):
+        Target("accuracy", 0.98, "max", 0.0, "x", "from memory")
+    with pytest.raises(ValueError, match="unknown keys"):
+        Target.from_dict({**target.to_dict(), "tolerence": 1})
+    unknown = Target("accuracy", None, "max", 0.0, "paper Table 2", "paper table")
+    assert not unknown.verified
+    with pytest.raises(ValueError):
+        unknown.met(0.5)
+    assert not Target("accuracy", 0.9, "max", 0.0, "x", "unverified").verified
+    assert "suite baseline" in TARGET_STATUSES
+    claim = Claim("x64", "arXiv abstract", "paper abstract", "accuracy", "max", 64, "date")
+    assert Claim.from_dict(claim.to_dict()) == claim
+    with pytest.raises(ValueError, match="scale_factor"):
+        Claim("x", "y", "paper abstract", "accuracy", "max", 0, "date")
+
+
+# ---------------------------------------------------------------------------- aggregation
+
+
+def test_aggregate_mean_and_sample_std() -> None:
+    records = [make_record("date", 1024, s, v) for s, v in enumerate([0.90, 0.92, 0.94])]
+    records += [make_record("date", BASE, 0, 0.95)]
+    rows = {(a.method, a.batch_size): a for a in aggregate(records)}
+    cell = rows[("date", 1024)]
+    assert cell.n == 3 and cell.n_diverged == 0 and cell.k == 8
+    assert cell.mean == pytest.approx(0.92)
+    assert cell.std == pytest.approx(0.02)  # ddof=1: sqrt((0.02^2 + 0 + 0.02^2) / 2)
+    single = rows[("date", BASE)]
+    assert single.mean == pytest.approx(0.95) and single.std is None
+
+
+def test_aggregate_excludes_diverged_runs_from_mean() -> None:
+    records = [
+        make_record("linear", 1024, 0, 0.5),
+        make_record("linear", 1024, 1, 0.7),
+        make_record("linear", 1024, 2, None, status="diverged"),
+    ]
+    (cell,) = aggregate(records)
+    assert (cell.n, cell.n_diverged, cell.n_values) == (3, 1, 2)
+    assert cell.mean == pytest.approx(0.6)
+
+
+def test_band_is_max_of_two_std_and_floor_and_dedupes_seeds() -> None:
+    # Same seeds run by two methods at the base batch count once each.
+    values = [0.980, 0.982, 0.984]
+    records = [make_record(m, BASE, s, v) for m in ("date", "none") for s, v in enumerate(values)]
+    wide = tolerance_band(records, BASE, floor=0.001)
+    assert wide.n_seeds == 3 and wide.seeds == (0, 1, 2)
+    assert wide.std == pytest.approx(0.002)
+    assert wide.half_width == pytest.approx(0.004) and wide.rule == "2 x std"
+    mean, band = tolerance_band(records, BASE, floor=0.01)
+    assert mean == pytest.approx(0.982) and band == pytest.approx(0.01)
+    assert "max(2 x std, floor)" in wide.describe() and "3 ok seed(s)" in wide.describe()
+    one = tolerance_band([make_record("date", BASE, 0, 0.9)], BASE, floor=0.005)
+    assert one.std is None and one.half_width == 0.005
+    with pytest.raises(ValueError):
+        tolerance_band(records, BASE, floor=-1)
+
+
+# ------------------------------------------------------------------------------- verdicts
+
+
+def _rows_by_source(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {row["source"]: row for row in rows if row["kind"] == "target"}
+
+
+def test_verdicts_for_a_max_metric() -> None:
+    records = sweep()
+    band = tolerance_band(records, BASE, 0.002)
+    targets = [
+        Target("accuracy", 0.98, "max", 0.01, "ok-outright", "paper table", 1024, method="date"),
+        Target("accuracy", 0.985, "max", 0.01, "ok-tolerance", "paper table", 1024, method="date"),
+        Target("accuracy", 0.999, "max", 0.001, "missed", "paper table", 1024, method="date"),
+        Target("accuracy", 0.5, "max", 0.0, "unverified", "unverified", 1024, method="date"),
+        Target("accuracy", None, "max", 0.0, "unknown", "paper table", 1024, method="date"),
+        Target("accuracy", 0.98, "max", 0.0, "base", "external reference"),
+        Target("accuracy", 0.9, "max", 0.0, "not-run", "paper table", 4096, method="date"),
+        Target("accuracy", 0.9, "max", 0.0, "diverged", "paper table", 8192, method="linear"),
+    ]
+    rows = _rows_by_source(paper_diff(records, targets, [], band))
+    assert rows["ok-outright"]["verdict"] == "reproduced"
+    assert rows["ok-outright"]["ours"] == pytest.approx(0.981)
+    assert rows["ok-outright"]["delta"] == pytest.approx(0.001)
+    assert rows["ok-tolerance"]["verdict"] == "within tolerance"
+    assert rows["missed"]["verdict"] == "missed"
+    assert rows["unverified"]["verdict"] == "no verified reference"
+    assert rows["unverified"]["ours"] == pytest.approx(0.981)  # ours is still shown
+    assert rows["unknown"]["verdict"] == "no verified reference"
+    assert rows["unknown"]["delta"] is None
+    assert rows["base"]["verdict"] == "reproduced" and rows["base"]["n"] == 3  # pooled by seed
+    assert rows["not-run"]["verdict"] == "not run"
+    assert rows["diverged"]["verdict"] == "missed" and rows["diverged"]["ours"] is None
+    markdown = report.paper_diff_markdown(paper_diff(records, targets, [], band), band)
+    assert "unknown" in markdown and "diverged (3/3)" in markdown
+
+
+def test_verdicts_for_a_min_metric() -> None:
+    records = [
+        make_record("date", BASE, s, v, metric="perplexity", mode="min")
+        for s, v in enumerate([100.0, 102.0])
+    ]
+    band = tolerance_band(records, BASE, 1.0)
+    targets = [
+        Target("perplexity", 101.5, "min", 1.0, "outright", "external reference"),
+        Target("perplexity", 100.5, "min", 1.0, "tolerance", "external reference"),
+        Target("perplexity", 99.0, "min", 1.0, "missed", "external reference"),
+    ]
+    rows = _rows_by_source(paper_diff(records, targets, [], band))
+    assert rows["outright"]["verdict"] == "reproduced"
+    assert rows["tolerance"]["verdict"] == "within tolerance"
+    assert rows["missed"]["verdict"] == "missed"
+    with pytest.raises(ValueError, match="contradicts"):
+        paper_diff(records, [Target("perplexity", 1.0, "max", 0, "x", "paper table")], [], band)
+
+
+def test_claim_rows_and_band_rows() -> None:
+    records = sweep()
+    band = tolerance_band(records, BASE, 0.002)  # std 0.002 -> band 0.004 around 0.982
+    claims = [
+        Claim("x8 without loss", "abstract", "paper abstract", "accuracy", "max", 8, "date"),
+        Claim("x8 linear", "abstract", "paper abstract", "accuracy", "max", 8, "linear"),
+        Claim("x64 without loss", "abstract", "paper abstract", "accuracy", "max", 64, "date"),
+        Claim("x128 without loss", "abstract", "paper abstract", "accuracy", "max", 128, "date"),
+        Claim("x64 quoted", "third party", "unverified", "accuracy", "max", 64, "date"),
+    ]
+    rows = paper_diff(records, [], claims, band)
+    by_text = {row["what"]: row for row in rows if row["kind"] == "claim"}
+    assert by_text["x8 without loss"]["verdict"] == "within tolerance"  # 0.981 vs 0.982 ± 0.004
+    assert by_text["x8 without loss"]["target"] == pytest.approx(0.982)
+    assert by_text["x8 without loss"]["tolerance"] == pytest.approx(0.004)
+    assert by_text["x8 linear"]["verdict"] == "missed"
+    assert by_text["x64 without loss"]["verdict"] == "within tolerance"  # batch 8192
+    assert by_text["x128 without loss"]["verdict"] == "not run"
+    assert by_text["x64 quoted"]["verdict"] == "no verified reference"
+    band_rows = {row["method"]: row for row in rows if row["kind"] == "band"}
+    assert band_rows["date"]["batch_size"] == 8192
+    assert band_rows["date"]["verdict"] == "within tolerance"
+    assert band_rows["linear"]["verdict"] == "missed"
+    assert report.missed_verified(rows) == 1  # band rows are informative only
+
+
+# -------------------------------------------------------------------------------- tables
+
+
+def test_metric_table_shows_divergence() -> None:
+    records = sweep()
+    records.append(make_record("date", 4096, 0, 0.97))
+    records.append(make_record("date", 4096, 1, None, status="diverged"))
+    table = metric_table(records)
+    lines = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
+    assert "diverged (3/3)" in lines["8192"]
+    assert "0.9700 (n=1); diverged (1/2)" in lines["4096"]
+    assert "not run" in lines["4096"]  # linear was not run at 4096
+    assert "0.9820 ± 0.0020 (n=3)" in lines["128"]
+
+
+def test_speedup_ratios() -> None:
+    records = sweep()
+    rows = {(r["method"], r["batch_size"]): r for r in speedup_rows(records)}
+    assert rows[("date", 1024)]["step_ratio"] == pytest.approx(8.0)
+    assert rows[("date", 1024)]["seconds_ratio"] == pytest.approx(5.0)
+    assert rows[("date", BASE)]["step_ratio"] == pytest.approx(1.0)
+    assert rows[("date", 8192)]["steps_to_target"] is None
+    table = speedup_table(records)
+    assert "8.00x" in table and "not reached" in table
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def test_corrupt_json_raises_naming_the_file(tmp_path: Path) -> None:
+    write_records(tmp_path, [make_record()])
+    bad = tmp_path / "runs" / "date_b256_s0.json"
+    bad.write_text('{"schema_version": 1, "method": ')
+    with pytest.raises(ValueError, match=r"date_b256_s0\.json"):
+        load_records(tmp_path)
+
+
+def test_missing_field_raises_naming_the_file(tmp_path: Path) -> None:
+    record = make_record()
+    del record["final"]
+    write_records(tmp_path, [record])
+    with pytest.raises(ValueError, match=r"date_b128_s0\.json.*final"):
+        load_records(tmp_path)
+
+
+def test_ok_run_without_primary_metric_is_an_error(tmp_path: Path) -> None:
+    record = make_record()
+    record["final"] = {}
+    write_records(tmp_path, [record])
+    with pytest.raises(ValueError, match="status 'ok'"):
+        load_records(tmp_path)
+
+
+def test_tmp_files_are_ignored(tmp_path: Path) -> None:
+    write_records(tmp_path, [make_record()])
+    (tmp_path / "runs" / "date_b256_s0.json.tmp").write_text("{half")
+    (tmp_path / "runs" / ".date_b512_s0.json.x1.tmp").write_text("{half")
+    records = load_records(tmp_path)
+    assert len(records) == 1 and records[0]["batch_size"] == BASE
+
+
+def test_duplicate_runs_are_an_error(tmp_path: Path) -> None:
+    runs = write_records(tmp_path, [make_record()]) / "runs"
+    (runs / "copy.json").write_text(json.dumps(make_record()))
+    with pytest.raises(ValueError, match="duplicate"):
+        load_records(tmp_path)
+
+
+# -------------------------------------------------------------------------------- report
+
+
+TARGETS = [
+    Target("accuracy", 0.98, "max", 0.005, "paper Table 1", "paper table", 1024, method="date"),
+    Target("accuracy", None, "max", 0.0, "paper Table 2 (not transcribed)", "paper table", 8192),
+    Target("accuracy", 0.99, "max", 0.0, "a | quoted number", "unverified"),
+]
+CLAIMS = [Claim("batch x8 without loss", "arXiv", "paper abstract", "accuracy", "max", 8, "date")]
+
+
+def _check_outputs(paths: dict[str, Path]) -> None:
+    assert set(paths) == set(report.REPORT_FILES)
+    for name, path in paths.items():
+        assert path.is_file() and path.stat().st_size > 0, name
+        if path.suffix == ".png":
+            assert path.read_bytes()[:8] == PNG_SIGNATURE, name
+    json.loads(paths["summary"].read_text())
+    diff = json.loads(paths["paper_diff_json"].read_text())
+    assert "missed_verified" in diff and isinstance(diff["rows"], list)
+    leftovers = [p for p in paths["tables"].parent.rglob("*.tmp")]
+    assert not leftovers
+
+
+def test_write_report_produces_everything_deterministically(tmp_path: Path) -> None:
+    out = write_records(tmp_path / "toy" / "smoke", sweep())
+    paths = write_report(out, TARGETS, CLAIMS, band_floor=0.002)
+    _check_outputs(paths)
+    first = {name: paths[name].read_text() for name in paths if paths[name].suffix != ".png"}
+    tables = first["tables"]
+    assert "c0ffee1234 (clean)" in tables and "Test CPU 9000" in tables
+    assert "2026-01-01T00:00:00Z to 2026-01-03T00:00:00Z" in tables
+    assert "max(2 x std, floor)" in tables
+    assert "a \\| quoted number" in first["paper_diff"]
+    diff = json.loads(first["paper_diff_json"])
+    assert diff["missed_verified"] == 0
+    summary = json.loads(first["summary"])
+    assert summary["provenance"]["n_records"] == len(sweep())
+    paths = write_report(out, TARGETS, CLAIMS, band_floor=0.002)
+    second = {name: paths[name].read_text() for name in first}
+    assert first == second
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["one_method", "single_batch", "all_diverged", "missing_seeds"],
+)
+def test_write_report_edge_cases(tmp_path: Path, case: str) -> None:
+    if case == "one_method":
+        records = [r for r in sweep() if r["method"] == "date"]
+    elif case == "single_batch":
+        records = [make_record("date", BASE, s, 0.98 + 0.001 * s) for s in range(2)]
+    elif case == "all_diverged":
+        records = [make_record("linear", b, 0, None, status="diverged") for b in (BASE, 1024)]
+    else:
+        records = [r for r in sweep() if not (r["batch_size"] == 1024 and r["seed"] != 2)]
+    out = write_records(tmp_path, records)
+    paths = write_report(out, TARGETS, CLAIMS, band_floor=0.002)
+    _check_outputs(paths)
+    diff = json.loads(paths["paper_diff_json"].read_text())
+    verdicts = {row["verdict"] for row in diff["rows"]}
+    assert verdicts <= set(report.VERDICTS)
+    if case == "all_diverged":
+        assert "diverged (1/1)" in paths["tables"].read_text()
+
+
+def test_claims_without_a_base_batch_have_no_reference() -> None:
+    records = [make_record("date", 1024, s, 0.97) for s in range(2)]
+    band = tolerance_band(records, BASE, 0.002)
+    assert band.mean is None and "No ok run at the base batch" in band.describe()
+    rows = paper_diff(records, [], CLAIMS, band)
+    (claim,) = [row for row in rows if row["kind"] == "claim"]
+    assert claim["verdict"] == "no verified reference" and claim["ours"] == pytest.approx(0.97)
+    (band_row,) = [row for row in rows if row["kind"] == "band"]
+    assert band_row["verdict"] == "no verified reference"
+
+
+def test_write_report_rejects_an_empty_sweep(tmp_path: Path) -> None:
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(ValueError, match="no run records"):
+        write_report(tmp_path, [], [], 0.01)
+
+
+def test_atomic_write_keeps_old_file_when_replace_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "tables.md"
+    atomic_write_text(path, "old\n")
+
+    def failing_replace(src: Any, dst: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_text(path, "new\n")
+    monkeypatch.undo()
+    assert path.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tables.md"]
