@@ -1,0 +1,197 @@
+"""What an experiment is: the problem, kept apart from the training method.
+
+Following AlgoPerf (mlcommons/algorithmic-efficiency), an experiment owns its data, model, loss,
+evaluation and targets; a scaling method (``date.METHODS``) sees it only through its base recipe.
+The trainer never branches on an experiment's name: the real differences between experiments
+(an LSTM state carried across BPTT windows, say) live in the hooks below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from date import Recipe
+
+from .targets import Claim, Target
+
+PRESET_NAMES = ("smoke", "quick", "full")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One global batch: tensors whose first dimension is the example dimension.
+
+    ``reset_state`` tells a stateful model (truncated BPTT) to start from a fresh state: true at the
+    start of each pass over the data.
+    """
+
+    tensors: tuple[torch.Tensor, ...]
+    reset_state: bool = False
+
+    @property
+    def size(self) -> int:
+        return int(self.tensors[0].shape[0])
+
+    def split(self, micro_batch_size: int) -> list[Batch]:
+        """Micro-batches of at most ``micro_batch_size`` examples, in order."""
+        chunks = [t.split(micro_batch_size) for t in self.tensors]
+        return [Batch(tuple(parts), self.reset_state) for parts in zip(*chunks, strict=True)]
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(tuple(t.to(device, non_blocking=True) for t in self.tensors), self.reset_state)
+
+
+class TrainData(Protocol):
+    """The training split as a deterministic stream of global batches."""
+
+    def steps_per_epoch(self, batch_size: int) -> float:
+        """Optimizer steps in one pass over the data (may be fractional: N / B)."""
+        ...
+
+    def stream(
+        self, batch_size: int, seed: int, start_step: int = 0, shard: tuple[int, int] = (0, 1)
+    ) -> Iterator[Batch]:
+        """Global batches from ``start_step`` on, the same for the same seed (resumable).
+
+        ``shard=(rank, world_size)`` yields this rank's contiguous slice of every global batch.
+        """
+        ...
+
+
+class ShuffledExamples:
+    """Independent examples, reshuffled every epoch, batches cut across epoch boundaries.
+
+    Training length is counted in examples (big_vision style), so a batch B run takes exactly
+    ``epochs * N / B`` steps, every step has a full batch, and no example is dropped.
+    """
+
+    def __init__(self, *tensors: torch.Tensor) -> None:
+        sizes = {int(t.shape[0]) for t in tensors}
+        if len(sizes) != 1:
+            raise ValueError(f"tensors disagree on the number of examples: {sorted(sizes)}")
+        self.tensors = tensors
+        self.size = sizes.pop()
+
+    def steps_per_epoch(self, batch_size: int) -> float:
+        return self.size / batch_size
+
+    def _epoch_order(self, seed: int, epoch: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        return torch.randperm(self.size, generator=generator)
+
+    def stream(
+        self, batch_size: int, seed: int, start_step: int = 0, shard: tuple[int, int] = (0, 1)
+    ) -> Iterator[Batch]:
+        rank, world_size = shard
+        if batch_size % world_size:
+            raise ValueError(f"batch_size={batch_size} is not divisible by world_size={world_size}")
+        per_rank = batch_size // world_size
+        position = start_step * batch_size  # examples consumed so far, over all epochs
+        epoch, offset = divmod(position, self.size)
+        order = self._epoch_order(seed, epoch)
+        while True:
+            index_parts = []
+            needed = batch_size
+            while needed:
+                take = min(needed, self.size - offset)
+                index_parts.append(order[offset : offset + take])
+                offset += take
+                needed -= take
+                if offset == self.size:
+                    epoch, offset = epoch + 1, 0
+                    order = self._epoch_order(seed, epoch)
+            indices = torch.cat(index_parts)[rank * per_rank : (rank + 1) * per_rank]
+            yield Batch(tuple(t[indices] for t in self.tensors))
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named size of the experiment: ``smoke`` (seconds, for tests), ``quick`` (minutes on a
+    laptop CPU, still showing the effect), ``full`` (the paper's setting).
+
+    ``recipe`` overrides fields of the base recipe (e.g. a shorter epoch budget); ``model`` and
+    ``data`` are passed to the experiment's builders.
+    """
+
+    name: str
+    batch_sizes: tuple[int, ...]
+    recipe: Mapping[str, Any] = field(default_factory=dict)
+    model: Mapping[str, Any] = field(default_factory=dict)
+    data: Mapping[str, Any] = field(default_factory=dict)
+    methods: tuple[str, ...] = ("none", "linear", "sqrt", "date")
+    seeds: int = 1
+    base_seeds: int = 1  # seeds at the base batch, where the tolerance band is measured
+    evals_per_epoch: float = 1.0
+
+
+@dataclass(frozen=True)
+class DataBundle:
+    """What an experiment's data builder returns."""
+
+    train: TrainData
+    valid: Any  # evaluated every epoch
+    test: Any  # evaluated once, at the end
+    info: Mapping[str, Any] = field(default_factory=dict)  # provenance for the record
+
+
+class LossFunction(Protocol):
+    def __call__(self, model: nn.Module, batch: Batch, state: Any) -> tuple[torch.Tensor, int, Any]:
+        """Return (sum of per-item losses, number of items, state to carry to the next window)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One paper experiment (AlgoPerf's "workload")."""
+
+    name: str
+    description: str
+    base_recipe: Recipe
+    presets: Mapping[str, Preset]
+    build_data: Callable[[str, Path | None, Mapping[str, Any]], DataBundle]
+    build_model: Callable[[Mapping[str, Any]], nn.Module]
+    loss: LossFunction
+    evaluate: Callable[[nn.Module, Any, torch.device, int], dict[str, float]]
+    primary_metric: str
+    mode: str  # "max" or "min"; never guessed from the metric's name
+    time_to_target: Target | None = None
+    targets: tuple[Target, ...] = ()
+    claims: tuple[Claim, ...] = ()
+    band_floor: float = 0.0  # smallest tolerance band, in units of the primary metric
+    model_defaults: Mapping[str, Any] = field(default_factory=dict)  # keys --set model.KEY accepts
+    data_defaults: Mapping[str, Any] = field(default_factory=dict)  # keys --set data.KEY accepts
+    data_sources: tuple[str, ...] = ("local",)
+    micro_batch_candidates: tuple[int, ...] = (64, 128, 256, 512, 1024)
+    tuning_grid: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)  # base-batch grid
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("min", "max"):
+            raise ValueError(f"{self.name}: mode must be 'min' or 'max', got {self.mode!r}")
+        missing = [p for p in PRESET_NAMES if p not in self.presets]
+        if missing:
+            raise ValueError(f"{self.name}: presets {missing} are missing")
+
+    @property
+    def base_batch_size(self) -> int:
+        return self.base_recipe.batch_size
+
+    def recipe_for(self, preset: str, overrides: Mapping[str, Any] | None = None) -> Recipe:
+        """The base recipe with the preset's and the user's overrides applied."""
+        changes = {**self.presets[preset].recipe, **(overrides or {})}
+        return dataclasses.replace(self.base_recipe, **changes) if changes else self.base_recipe
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether metric value ``a`` is better than ``b`` under this experiment's mode."""
+        return a > b if self.mode == "max" else a < b
+
+
+def unique_ints(values: Sequence[int]) -> tuple[int, ...]:
+    """Values in order, without repeats."""
+    return tuple(dict.fromkeys(values))

@@ -1,0 +1,273 @@
+"""A batch-size sweep: every (method, batch size, seed) of an experiment, one record each.
+
+Runs are planned (and every recipe validated) before anything is written. At the base batch
+(k = 1) several methods resolve to the same recipe; such a run is trained once and its record is
+written for each method, marked ``same_run_as``. A run whose record already exists with the same
+configuration is not trained again, so an interrupted sweep resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import date
+from date import Recipe
+
+from . import report
+from .devices import resolve_device
+from .experiment import Experiment, TrainData
+from .io import atomic_write_json
+from .records import SCHEMA_VERSION, config_key, environment, read_record, record_name
+from .trainer import RunResult, choose_micro_batch_size, train
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Knobs of how a run is executed (not what is trained); set with ``--set run.KEY=VALUE``."""
+
+    micro_batch_size: int | None = None  # None: measured automatically
+    evals_per_epoch: float | None = None  # None: the preset's
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """Everything a sweep depends on; nothing is read from globals."""
+
+    experiment: Experiment
+    preset: str
+    methods: tuple[str, ...]
+    batch_sizes: tuple[int, ...]
+    seeds: int
+    device: str = "cpu"
+    data_source: str = "local"
+    data_dir: Path | None = None
+    out_dir: Path = Path("results")
+    recipe_overrides: Mapping[str, Any] = field(default_factory=dict)
+    model_overrides: Mapping[str, Any] = field(default_factory=dict)
+    data_overrides: Mapping[str, Any] = field(default_factory=dict)
+    run: RunSettings = RunSettings()
+    progress: bool = True
+    command: tuple[str, ...] = ()
+
+    @property
+    def base_recipe(self) -> Recipe:
+        return self.experiment.recipe_for(self.preset, self.recipe_overrides)
+
+    @property
+    def model_config(self) -> dict[str, Any]:
+        preset = self.experiment.presets[self.preset]
+        return {**self.experiment.model_defaults, **preset.model, **self.model_overrides}
+
+    @property
+    def data_config(self) -> dict[str, Any]:
+        preset = self.experiment.presets[self.preset]
+        return {**self.experiment.data_defaults, **preset.data, **self.data_overrides}
+
+    @property
+    def evals_per_epoch(self) -> float:
+        return self.run.evals_per_epoch or self.experiment.presets[self.preset].evals_per_epoch
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    method: str
+    batch_size: int
+    seed: int
+    recipe: Recipe
+    same_run_as: str | None = None  # record name of the identical run trained in its place
+
+    @property
+    def name(self) -> str:
+        return record_name(self.method, self.batch_size, self.seed)
+
+
+def plan_runs(spec: SweepSpec) -> list[PlannedRun]:
+    """Every run of the sweep, with its resolved recipe; raises ValueError on any invalid one."""
+    base = spec.base_recipe
+    preset = spec.experiment.presets[spec.preset]
+    planned: list[PlannedRun] = []
+    trained: dict[tuple[str, int], str] = {}  # (recipe, seed) -> record name of the trained run
+    for batch_size in spec.batch_sizes:
+        seeds = spec.seeds
+        if batch_size == base.batch_size:
+            seeds = max(seeds, preset.base_seeds)
+        for method in spec.methods:
+            recipe = date.scale(base, batch_size, method)
+            for seed in range(seeds):
+                identity = (json.dumps(recipe.to_dict(), sort_keys=True), seed)
+                run = PlannedRun(date.canonical_method(method), batch_size, seed, recipe)
+                if identity in trained:
+                    run = dataclasses.replace(run, same_run_as=trained[identity])
+                else:
+                    trained[identity] = run.name
+                planned.append(run)
+    return planned
+
+
+def run_key(spec: SweepSpec, run: PlannedRun) -> str:
+    """What determines this run's result: a changed recipe, model or data config retrains it."""
+    return config_key(
+        {
+            "experiment": spec.experiment.name,
+            "recipe": run.recipe.to_dict(),
+            "seed": run.seed,
+            "model": spec.model_config,
+            "data": spec.data_config,
+            "data_source": spec.data_source,
+            "evals_per_epoch": spec.evals_per_epoch,
+            "time_to_target": spec.experiment.time_to_target.to_dict()
+            if spec.experiment.time_to_target
+            else None,
+        }
+    )
+
+
+def build_record(
+    spec: SweepSpec,
+    run: PlannedRun,
+    result: RunResult,
+    env: dict[str, Any],
+    data_info: Mapping[str, Any],
+    wall_seconds: float,
+) -> dict[str, Any]:
+    experiment = spec.experiment
+    target = experiment.time_to_target
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "experiment": experiment.name,
+        "preset": spec.preset,
+        "method": run.method,
+        "batch_size": run.batch_size,
+        "base_batch_size": spec.base_recipe.batch_size,
+        "seed": run.seed,
+        "status": result.status,
+        "primary_metric": experiment.primary_metric,
+        "mode": experiment.mode,
+        "final": result.final,
+        "time_to_target": (
+            {"metric": target.metric, "value": target.value, "mode": target.mode}
+            if target
+            else None
+        ),
+        "steps_to_target": result.steps_to_target,
+        "seconds_to_target": result.seconds_to_target,
+        "total_steps": result.total_steps,
+        "steps_per_epoch": result.steps_per_epoch,
+        "diverged_at_step": result.diverged_at_step,
+        "model_parameters": result.model_parameters,
+        "micro_batch_size": result.micro_batch_size,
+        "accumulation_steps": result.accumulation_steps,
+        "world_size": 1,
+        "recipe": run.recipe.to_dict(),
+        "base_recipe": spec.base_recipe.to_dict(),
+        "model_config": spec.model_config,
+        "data": {**data_info, **spec.data_config},
+        "config_key": run_key(spec, run),
+        "same_run_as": None,
+        "env": env,
+        "curves": result.curves,
+        "evals": result.evals,
+        "wall_seconds": wall_seconds,
+        "train_seconds": result.train_seconds,
+    }
+
+
+def run_sweep(spec: SweepSpec, log=print) -> list[dict[str, Any]]:
+    """Train every planned run not already recorded, write the records, then the report."""
+    planned = plan_runs(spec)
+    device = resolve_device(spec.device)
+    runs_dir = spec.out_dir / "runs"
+    data = spec.experiment.build_data(spec.data_source, spec.data_dir, spec.data_config)
+    micro_batch_cache: dict[tuple, dict[int, float]] = {}
+    written: dict[str, dict[str, Any]] = {}
+    for index, run in enumerate(planned, start=1):
+        path = runs_dir / run.name
+        key = run_key(spec, run)
+        existing = read_record(path)
+        label = (
+            f"[{index}/{len(planned)}] {spec.experiment.name} {run.method} "
+            f"b={run.batch_size} seed={run.seed}"
+        )
+        if existing is not None and existing.get("config_key") == key:
+            log(f"{label}: already recorded ({existing['status']}), skipped")
+            written[run.name] = existing
+            continue
+        if run.same_run_as is not None:
+            record = {
+                **written[run.same_run_as],
+                "method": run.method,
+                "same_run_as": run.same_run_as,
+            }
+            atomic_write_json(path, record)
+            written[run.name] = record
+            log(f"{label}: same recipe as {run.same_run_as} (k = 1), record shared")
+            continue
+        micro = spec.run.micro_batch_size or choose_micro_batch_size(
+            spec.experiment, spec.model_config, data, run.batch_size, device, micro_batch_cache
+        )
+        started = time.perf_counter()
+        result = train(
+            spec.experiment,
+            run.recipe,
+            data,
+            spec.model_config,
+            run.seed,
+            device,
+            micro_batch_size=micro,
+            evals_per_epoch=spec.evals_per_epoch,
+            progress=spec.progress,
+            description=label,
+        )
+        env = environment(device.describe(), list(spec.command))
+        record = build_record(spec, run, result, env, data.info, time.perf_counter() - started)
+        atomic_write_json(path, record)
+        written[run.name] = record
+        metric = result.final.get(spec.experiment.primary_metric)
+        summary = f"{spec.experiment.primary_metric}={metric:.4f}" if metric is not None else ""
+        seconds = f"{result.train_seconds:.1f}s"
+        log(f"{label}: {result.status} {summary} in {seconds} (micro-batch {micro})")
+    write_report(spec)
+    return list(written.values())
+
+
+def write_report(spec: SweepSpec) -> dict[str, Path]:
+    experiment = spec.experiment
+    return report.write_report(
+        spec.out_dir, experiment.targets, experiment.claims, experiment.band_floor
+    )
+
+
+def resolved_plan_table(spec: SweepSpec, train_data: TrainData | None = None) -> str:
+    """The resolved recipe of every planned run, as a table (``--plan``); with the training data,
+    also the warmup and total steps the trainer will take."""
+    from tabulate import tabulate
+
+    rows = []
+    for run in plan_runs(spec):
+        recipe = run.recipe
+        row = [
+            run.method,
+            run.batch_size,
+            run.seed,
+            f"{recipe.lr:.4g}",
+            f"{recipe.warmup_epochs:.4g}",
+        ]
+        if train_data is not None:
+            steps_per_epoch = train_data.steps_per_epoch(run.batch_size)
+            row += [
+                f"{date.warmup_steps(recipe, steps_per_epoch):.1f}",
+                date.total_steps(recipe, steps_per_epoch),
+            ]
+        row += [f"{recipe.epochs:g}", recipe.decay, recipe.optimizer, run.same_run_as or ""]
+        rows.append(row)
+    headers = ["method", "batch", "seed", "peak lr", "warmup epochs"]
+    if train_data is not None:
+        headers += ["warmup steps", "total steps"]
+    headers += ["epochs", "decay", "optimizer", "same run as"]
+    return tabulate(rows, headers=headers, tablefmt="github")

@@ -1,0 +1,272 @@
+"""The one training loop every experiment runs through.
+
+The global batch never depends on memory: it is computed as micro-batches whose gradients are
+summed, then divided by the number of loss items, which gives the same update as one big batch
+(up to float rounding). The learning rate is a pure function of the step (``date.lr_at``).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from date import DateScheduler, Recipe, build_optimizer, total_steps
+
+from .devices import Device
+from .experiment import Batch, DataBundle, Experiment
+
+EVAL_BATCH_SIZE = 1024
+
+
+@dataclass
+class RunResult:
+    """What a training run produced; the sweep turns it into a record."""
+
+    status: str  # "ok" or "diverged"
+    final: dict[str, float]
+    evals: list[dict[str, Any]]
+    curves: dict[str, list[float]]
+    steps_to_target: int | None
+    seconds_to_target: float | None
+    total_steps: int
+    steps_per_epoch: float
+    model_parameters: int
+    micro_batch_size: int
+    accumulation_steps: int
+    train_seconds: float
+    diverged_at_step: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed every generator a run draws from (model init, dropout, data order is seeded apart)."""
+    import random
+
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:
+        pass
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def evaluation_steps(steps_per_epoch: float, evals_per_epoch: float, last_step: int) -> list[int]:
+    """Step counts after which to evaluate: every 1/evals_per_epoch epochs, and at the end."""
+    interval = steps_per_epoch / evals_per_epoch
+    steps = {last_step}
+    index = 1
+    while round(index * interval) < last_step:
+        steps.add(max(1, round(index * interval)))
+        index += 1
+    return sorted(steps)
+
+
+def accumulate_gradients(
+    experiment: Experiment,
+    model: nn.Module,
+    batch: Batch,
+    micro_batch_size: int,
+    states: dict[int, Any],
+    device: Device,
+) -> tuple[float, int]:
+    """Forward and backward over the micro-batches of ``batch``; gradients end up as the mean over
+    all loss items of the global batch. Returns (mean loss, number of items)."""
+    loss_total = torch.zeros((), device=device.torch_device)
+    items = 0
+    if batch.reset_state:
+        states.clear()
+    for index, micro_batch in enumerate(batch.split(micro_batch_size)):
+        loss_sum, count, states[index] = experiment.loss(
+            model, micro_batch.to(device.torch_device), states.get(index)
+        )
+        loss_sum.backward()
+        loss_total += loss_sum.detach()
+        items += count
+    for parameter in model.parameters():
+        if parameter.grad is not None:
+            parameter.grad.div_(items)
+    return float(loss_total) / items, items
+
+
+def choose_micro_batch_size(
+    experiment: Experiment,
+    model_config: Mapping[str, Any],
+    data: DataBundle,
+    batch_size: int,
+    device: Device,
+    cache: dict[tuple, dict[int, float]] | None = None,
+) -> int:
+    """The micro-batch size (among the experiment's candidates up to ``batch_size``) with the
+    highest measured training throughput on this device.
+
+    Measured on a throw-away copy of the model under a forked RNG, so the run itself is unchanged.
+    """
+    candidates = [c for c in experiment.micro_batch_candidates if c <= batch_size]
+    if not candidates or batch_size <= min(candidates):
+        return batch_size
+    key = (experiment.name, repr(sorted(model_config.items())), str(device.torch_device))
+    timings = cache.setdefault(key, {}) if cache is not None else {}
+    missing = [c for c in candidates if c not in timings]
+    if missing:
+        with torch.random.fork_rng(devices=[]):
+            model = experiment.build_model(model_config).to(device.torch_device)
+            largest = max(missing)
+            batch = next(data.train.stream(largest, seed=0))
+            for size in missing:
+                micro_batch = batch.split(size)[0].to(device.torch_device)
+                seconds = []
+                for _ in range(3):
+                    device.synchronize()
+                    start = time.perf_counter()
+                    loss_sum, _, _ = experiment.loss(model, micro_batch, None)
+                    loss_sum.backward()
+                    device.synchronize()
+                    seconds.append(time.perf_counter() - start)
+                model.zero_grad(set_to_none=True)
+                timings[size] = min(seconds[1:]) / micro_batch.size
+    best = min(candidates, key=lambda size: timings[size])
+    return best
+
+
+def is_better_or_equal(value: float, target: float, mode: str) -> bool:
+    return value >= target if mode == "max" else value <= target
+
+
+def train(
+    experiment: Experiment,
+    recipe: Recipe,
+    data: DataBundle,
+    model_config: Mapping[str, Any],
+    seed: int,
+    device: Device,
+    micro_batch_size: int,
+    evals_per_epoch: float = 1.0,
+    progress: bool = True,
+    description: str = "",
+    step_hook: Callable[[int, float], None] | None = None,
+) -> RunResult:
+    """Train ``experiment``'s model with ``recipe`` and return curves and metrics.
+
+    The run stops with status ``diverged`` as soon as the training loss is not finite.
+    """
+    seed_everything(seed)
+    model = experiment.build_model(model_config).to(device.torch_device)
+    model.train()
+    optimizer = build_optimizer(model, recipe)
+    steps_per_epoch = data.train.steps_per_epoch(recipe.batch_size)
+    last_step = total_steps(recipe, steps_per_epoch)
+    scheduler = DateScheduler(optimizer, recipe, steps_per_epoch)
+    eval_at = set(evaluation_steps(steps_per_epoch, evals_per_epoch, last_step))
+    target = experiment.time_to_target
+
+    curves: dict[str, list[float]] = {"step": [], "lr": [], "loss": []}
+    evals: list[dict[str, Any]] = []
+    states: dict[int, Any] = {}
+    stream = data.train.stream(recipe.batch_size, seed)
+    status, diverged_at = "ok", None
+    steps_to_target = seconds_to_target = None
+    train_seconds = 0.0
+    accumulation_steps = math.ceil(recipe.batch_size / micro_batch_size)
+
+    bar = tqdm(
+        total=last_step,
+        desc=description,
+        disable=not progress or not sys.stderr.isatty(),
+        leave=False,
+        dynamic_ncols=True,
+    )
+    for step in range(last_step):
+        started = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        batch = next(stream)
+        optimizer.zero_grad(set_to_none=True)
+        loss, _ = accumulate_gradients(experiment, model, batch, micro_batch_size, states, device)
+        if not math.isfinite(loss):
+            status, diverged_at = "diverged", step
+            curves["step"].append(step)
+            curves["lr"].append(lr)
+            curves["loss"].append(loss)
+            break
+        if recipe.grad_clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip_norm)
+        optimizer.step()
+        scheduler.step()
+        device.mark_step()
+        train_seconds += time.perf_counter() - started
+        curves["step"].append(step)
+        curves["lr"].append(lr)
+        curves["loss"].append(loss)
+        if step_hook is not None:
+            step_hook(step, loss)
+        bar.update(1)
+        bar.set_postfix(
+            lr=f"{lr:.3g}",
+            loss=f"{loss:.3f}",
+            ex_s=f"{(step + 1) * recipe.batch_size / train_seconds:.0f}",
+        )
+        done = step + 1
+        if done in eval_at:
+            metrics = run_evaluation(experiment, model, data.valid, device)
+            evals.append(
+                {
+                    "step": done,
+                    "epoch": done / steps_per_epoch,
+                    "seconds": train_seconds,
+                    "split": "valid",
+                    "metrics": metrics,
+                }
+            )
+            value = metrics.get(target.metric) if target else None
+            if (
+                steps_to_target is None
+                and target is not None
+                and target.value is not None
+                and value is not None
+                and is_better_or_equal(value, target.value, target.mode)
+            ):
+                steps_to_target, seconds_to_target = done, train_seconds
+            if not all(math.isfinite(v) for v in metrics.values()):
+                status, diverged_at = "diverged", step
+                break
+    bar.close()
+
+    final = run_evaluation(experiment, model, data.test, device) if status == "ok" else {}
+    return RunResult(
+        status=status,
+        final=final,
+        evals=evals,
+        curves=curves,
+        steps_to_target=steps_to_target,
+        seconds_to_target=seconds_to_target,
+        total_steps=last_step,
+        steps_per_epoch=steps_per_epoch,
+        model_parameters=count_parameters(model),
+        micro_batch_size=micro_batch_size,
+        accumulation_steps=accumulation_steps,
+        train_seconds=train_seconds,
+        diverged_at_step=diverged_at,
+    )
+
+
+def run_evaluation(
+    experiment: Experiment, model: nn.Module, split: Any, device: Device
+) -> dict[str, float]:
+    model.eval()
+    with torch.no_grad():
+        metrics = experiment.evaluate(model, split, device.torch_device, EVAL_BATCH_SIZE)
+    model.train()
+    return {name: float(value) for name, value in metrics.items()}

@@ -1,0 +1,1 @@
+"""MNIST read row by row by an LSTM: the paper's smallest LSTM application."""
