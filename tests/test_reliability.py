@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -11,13 +12,28 @@ import time
 from pathlib import Path
 
 from reproduce.harness.cli import main
+from reproduce.harness.registry import experiments
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_a_run_forced_to_nan_is_recorded_as_diverged_and_the_sweep_continues(tmp_path):
+def test_a_run_forced_to_nan_is_recorded_as_diverged_and_the_sweep_continues(tmp_path, monkeypatch):
+    """The loss turns NaN at the 4th step of the batch-32 run; the batch-128 run still trains."""
+    experiment = experiments()["mnist_lstm"]
+    real_loss = experiment.loss
+    calls = {"count": 0}
+
+    def loss_that_turns_nan(model, batch, state):
+        loss_sum, count, state = real_loss(model, batch, state)
+        calls["count"] += 1
+        if calls["count"] == 4:  # the 4th step of the first run (one micro-batch per step)
+            loss_sum = loss_sum * float("nan")
+        return loss_sum, count, state
+
+    monkeypatch.setitem(
+        experiments(), "mnist_lstm", dataclasses.replace(experiment, loss=loss_that_turns_nan)
+    )
     out = tmp_path / "o"
-    # lr 1e30 blows the weights up within a step or two; the second batch size still runs.
     argv = [
         "mnist_lstm",
         "--preset",
@@ -26,20 +42,20 @@ def test_a_run_forced_to_nan_is_recorded_as_diverged_and_the_sweep_continues(tmp
         "none",
         "--batch-sizes",
         "32,128",
-        "--set",
-        "lr=1e30",
         "--out",
         str(out),
         "--quiet",
+        "--set",
+        "run.micro_batch_size=32",
     ]
     assert main(argv) == 0
     records = {p.name: json.loads(p.read_text()) for p in (out / "runs").glob("*.json")}
-    assert set(records) == {"none_b32_s0.json", "none_b128_s0.json"}
-    for record in records.values():
-        assert record["status"] == "diverged"
-        assert record["diverged_at_step"] is not None
-        assert len(record["curves"]["loss"]) < record["total_steps"]
-        assert record["final"] == {}
+    diverged, healthy = records["none_b32_s0.json"], records["none_b128_s0.json"]
+    assert diverged["status"] == "diverged"
+    assert diverged["diverged_at_step"] == 3
+    assert len(diverged["curves"]["loss"]) == 4 < diverged["total_steps"]
+    assert diverged["final"] == {}
+    assert healthy["status"] == "ok" and healthy["final"]["accuracy"] > 0
     assert "diverged" in (out / "tables.md").read_text()
 
 

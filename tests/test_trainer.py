@@ -29,7 +29,7 @@ def test_accumulated_micro_batches_give_the_big_batch_update():
 
     loss, items = accumulate_gradients(experiment, model, batch, 20, {}, device)  # 5 uneven parts
     assert items == 96
-    assert loss == pytest.approx(float(loss_sum / count), rel=1e-12)
+    assert loss == pytest.approx(float(loss_sum.detach() / count), rel=1e-12)
     for mine, theirs in zip(model.parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(mine.grad, theirs.grad, rtol=1e-10, atol=1e-12)
 

@@ -85,7 +85,7 @@ def accumulate_gradients(
 ) -> tuple[float, int]:
     """Forward and backward over the micro-batches of ``batch``; gradients end up as the mean over
     all loss items of the global batch. Returns (mean loss, number of items)."""
-    loss_total = torch.zeros((), device=device.torch_device)
+    loss_total: torch.Tensor | float = 0.0
     items = 0
     if batch.reset_state:
         states.clear()
@@ -94,7 +94,7 @@ def accumulate_gradients(
             model, micro_batch.to(device.torch_device), states.get(index)
         )
         loss_sum.backward()
-        loss_total += loss_sum.detach()
+        loss_total = loss_total + loss_sum.detach()
         items += count
     for parameter in model.parameters():
         if parameter.grad is not None:
