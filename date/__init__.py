@@ -1,0 +1,71 @@
+"""DATE / LEGW learning-rate scaling for large-batch training.
+
+You et al., "Large-Batch Training for LSTM and Beyond" (SC'19, where the method is called DATE;
+arXiv 1901.08256 calls it LEGW, linear-epoch gradual warmup): tune a recipe once at a base batch B0,
+then for a batch B = k * B0 use peak lr * sqrt(k), warmup epochs * k (the same warmup steps) and the
+same epoch budget.
+
+    >>> import date
+    >>> base = date.Recipe(batch_size=256, lr=0.1, epochs=90, warmup_epochs=0.3125)
+    >>> date.scale(base, 32768).warmup_epochs
+    40.0
+
+Importing `date` runs nothing and does not import torch: `DateScheduler`, `build_optimizer` and
+`BiasCorrectedLamb` load their modules (and torch) on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from date.plan import PlanRow, format_plan, plan
+from date.recipe import DECAYS, OPTIMIZERS, Recipe
+from date.scaling import ALIASES, METHODS, canonical_method, scale
+from date.schedule import lr_at, total_steps, warmup_steps
+
+if TYPE_CHECKING:
+    from date.optim import BiasCorrectedLamb, build_optimizer
+    from date.scheduler import DateScheduler
+
+__version__ = "0.1.0"
+
+# Public names that need torch, and the module each lives in (loaded on first attribute access).
+_LAZY = {
+    "DateScheduler": "date.scheduler",
+    "build_optimizer": "date.optim",
+    "BiasCorrectedLamb": "date.optim",
+}
+
+__all__ = [
+    "ALIASES",
+    "DECAYS",
+    "METHODS",
+    "OPTIMIZERS",
+    "BiasCorrectedLamb",
+    "DateScheduler",
+    "PlanRow",
+    "Recipe",
+    "__version__",
+    "build_optimizer",
+    "canonical_method",
+    "format_plan",
+    "lr_at",
+    "plan",
+    "scale",
+    "total_steps",
+    "warmup_steps",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,176 @@
+"""Command line: ``python -m date plan ...`` prints what each scaling method gives per batch size.
+
+Example (ImageNet, base batch 256, 5/16 epoch of warmup, doubling up to 32K)::
+
+    python -m date plan --lr 0.1 --batch-size 256 --warmup-epochs 0.3125 --epochs 90 \\
+        --dataset-size 1281167 --to 32768 --methods date,linear
+
+Bad input prints one ``error: ...`` line on stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from date.plan import format_plan, plan
+from date.recipe import DECAYS, OPTIMIZERS, Recipe, check_batch_size
+from date.scaling import ALIASES, METHODS, canonical_method
+
+USAGE_ERROR = 2  # exit status for bad input, as argparse uses
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one ``error: ...`` line on stderr (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_ERROR, f"error: {message} (see '{self.prog} --help')\n")
+
+
+def _comma_list(text: str) -> list[str]:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+    return items
+
+
+def _methods(text: str) -> list[str]:
+    try:
+        return [canonical_method(name) for name in _comma_list(text)]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _positive_integer(text: str) -> int:
+    try:
+        return check_batch_size(int(text), name="value")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from error
+
+
+def _batch_sizes(text: str) -> list[int]:
+    return [_positive_integer(item) for item in _comma_list(text)]
+
+
+def _epochs_list(text: str) -> list[float]:
+    try:
+        return [float(item) for item in _comma_list(text)]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated epochs, got {text!r}"
+        ) from error
+
+
+def doubling_ladder(base: int, target: int) -> list[int]:
+    """Batch sizes from `base` to `target` by factors of 2, always ending at `target`.
+
+    Upwards: base, 2 base, 4 base, ... below target, then target (which need not be base * 2^n).
+    Downwards: halvings of base while they stay integers above target, then target.
+    """
+    base, target = check_batch_size(base), check_batch_size(target, name="--to")
+    ladder = [base]
+    if target > base:
+        while ladder[-1] * 2 < target:
+            ladder.append(ladder[-1] * 2)
+    elif target < base:
+        while ladder[-1] % 2 == 0 and ladder[-1] // 2 > target:
+            ladder.append(ladder[-1] // 2)
+    if ladder[-1] != target:
+        ladder.append(target)
+    return ladder
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m date",
+        description="DATE / LEGW learning-rate scaling for large batches (You et al., SC'19).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    aliases = ", ".join(f"{alias}={target}" for alias, target in ALIASES.items())
+    plan_parser = commands.add_parser(
+        "plan",
+        help="tabulate peak lr, warmup and steps per batch size and scaling method",
+        description="Scale a recipe tuned at --batch-size to larger (or smaller) batches.",
+    )
+    recipe = plan_parser.add_argument_group("base recipe (tuned at --batch-size)")
+    recipe.add_argument("--lr", type=float, required=True, help="peak learning rate")
+    recipe.add_argument("--batch-size", type=_positive_integer, required=True, help="base batch")
+    recipe.add_argument("--epochs", type=float, required=True, help="epoch budget")
+    recipe.add_argument("--warmup-epochs", type=float, default=0.0, help="warmup length (epochs)")
+    recipe.add_argument("--warmup-start-factor", type=float, default=0.0)
+    recipe.add_argument("--decay", choices=DECAYS, default="constant")
+    recipe.add_argument("--poly-power", type=float, default=2.0)
+    recipe.add_argument("--final-lr-factor", type=float, default=0.0)
+    recipe.add_argument("--decay-rate", type=float, default=0.5)
+    recipe.add_argument("--decay-start-epoch", type=float, default=0.0)
+    recipe.add_argument("--milestones", type=_epochs_list, default=[], help="e.g. 30,60,80")
+    recipe.add_argument("--milestone-factor", type=float, default=0.1)
+    recipe.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
+    recipe.add_argument("--momentum", type=float, default=0.0)
+    recipe.add_argument("--weight-decay", type=float, default=0.0)
+
+    target = plan_parser.add_argument_group("batch sizes and methods")
+    target.add_argument(
+        "--dataset-size", type=_positive_integer, required=True, help="training examples (N)"
+    )
+    sizes = target.add_mutually_exclusive_group(required=True)
+    sizes.add_argument(
+        "--to", type=_positive_integer, help="doubling ladder from --batch-size to this batch"
+    )
+    sizes.add_argument("--batch-sizes", type=_batch_sizes, help="e.g. 256,1024,8192")
+    target.add_argument(
+        "--methods",
+        type=_methods,
+        default=list(METHODS),
+        help=f"comma-separated, from {','.join(METHODS)} (alias {aliases}); default all",
+    )
+    target.add_argument("--json", action="store_true", help="print rows as JSON instead")
+    return parser
+
+
+def _recipe(arguments: argparse.Namespace) -> Recipe:
+    return Recipe(
+        batch_size=arguments.batch_size,
+        lr=arguments.lr,
+        epochs=arguments.epochs,
+        warmup_epochs=arguments.warmup_epochs,
+        warmup_start_factor=arguments.warmup_start_factor,
+        decay=arguments.decay,
+        poly_power=arguments.poly_power,
+        final_lr_factor=arguments.final_lr_factor,
+        decay_rate=arguments.decay_rate,
+        decay_start_epoch=arguments.decay_start_epoch,
+        milestones=tuple(arguments.milestones),
+        milestone_factor=arguments.milestone_factor,
+        optimizer=arguments.optimizer,
+        momentum=arguments.momentum,
+        weight_decay=arguments.weight_decay,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (0, or 2 for bad input)."""
+    arguments = build_parser().parse_args(argv)
+    try:
+        recipe = _recipe(arguments)
+        if arguments.to is not None:
+            batch_sizes = doubling_ladder(recipe.batch_size, arguments.to)
+        else:
+            batch_sizes = arguments.batch_sizes
+        rows = plan(recipe, batch_sizes, arguments.methods, dataset_size=arguments.dataset_size)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    if arguments.json:
+        print(json.dumps([dataclasses.asdict(row) for row in rows], indent=2))
+    else:
+        print(format_plan(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
