@@ -1,10 +1,11 @@
 """Build the optimizer a recipe names, with the usual large-batch parameter groups.
 
 Parameters with at most one dimension (biases, normalization weights) get no weight decay (Goyal et
-al. 2017, section 5.1 style; You et al. 2017 LARS and You et al. 2020 LAMB exclude them from
-layer-wise adaptation too). SGD, Adam, AdamW and Adagrad come from torch.optim; LARS from
-pytorch_optimizer; LAMB from `BiasCorrectedLamb`, a thin subclass of pytorch_optimizer's Lamb
-that follows the published algorithm (see its docstring for why).
+al. 2017, section 5.1, for the BN coefficients; Jia et al. 2018, "no bias decay", for biases) and no
+layer-wise trust ratio under LARS/LAMB (pytorch_optimizer's LARS skips ndim <= 1 by itself; the
+LAMB reference in TensorFlow Addons has `exclude_from_layer_adaptation` for this). SGD, Adam, AdamW
+and Adagrad come from torch.optim; LARS from pytorch_optimizer; LAMB from `BiasCorrectedLamb`, a
+thin subclass of pytorch_optimizer's Lamb that follows the published algorithm (see its docstring).
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ class BiasCorrectedLamb(Lamb):
         return loss
 
 
-def _named_parameters(params_or_module: Any) -> list[tuple[str, torch.Tensor]]:
+def _named_parameters(params_or_module: object) -> list[tuple[str, torch.Tensor]]:
     """(name, parameter) pairs from a module, parameters, or named parameters (trainable only)."""
     if isinstance(params_or_module, torch.nn.Module):
         items = list(params_or_module.named_parameters())
@@ -198,7 +199,11 @@ _BUILDERS = {
 }
 
 
-def build_optimizer(params_or_module: Any, recipe: Recipe) -> torch.optim.Optimizer:
+#: What `build_optimizer` accepts: a module, parameters, or (name, parameter) pairs.
+Parameters = torch.nn.Module | Iterable[torch.Tensor] | Iterable[tuple[str, torch.Tensor]]
+
+
+def build_optimizer(params_or_module: Parameters, recipe: Recipe) -> torch.optim.Optimizer:
     """Build `recipe.optimizer` over a module, parameters, or (name, parameter) pairs.
 
     Two param groups (empty ones are left out): "weights" (ndim > 1) with `recipe.weight_decay`,

@@ -1,8 +1,8 @@
 """The training recipe tuned once at a base batch size.
 
-DATE / LEGW (You et al., "Large-Batch Training for LSTM and Beyond", SC'19; arXiv 1901.08256) tunes a
-single recipe at a base batch B0 (peak learning rate, warmup length in epochs, epoch budget, decay) and
-derives the recipe for any other batch size from it without re-tuning (see `date.scaling`).
+DATE / LEGW (You et al., "Large-Batch Training for LSTM and Beyond", SC'19; arXiv 1901.08256)
+tunes a single recipe at a base batch B0 (peak learning rate, warmup length in epochs, epoch budget,
+decay) and derives the recipe for any other batch size from it without re-tuning (`date.scaling`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numbers
 from collections.abc import Mapping
 from typing import Any
 
-#: Learning-rate decays applied after warmup (the paper reportedly tried exponential, polynomial and
-#: multi-step decay; see /work/shared/reference/paper-facts.md). Formulas are in `date.schedule.lr_at`.
+#: Learning-rate decays applied after warmup (the paper reportedly tried exponential, polynomial
+#: and multi-step decay; see the project's paper-facts.md). Formulas: `date.schedule.lr_at`.
 DECAYS: tuple[str, ...] = ("constant", "poly", "cosine", "exponential", "multistep")
 
 #: Optimizers `date.build_optimizer` can build (the paper's baselines include SGD, Adam, AdaGrad and
@@ -84,7 +84,7 @@ class Recipe:
     #: for "large").
     decay_rate: float = 0.5
     decay_start_epoch: float = 0.0
-    #: Exponential decay in whole-epoch steps (floor of the exponent), as in Zaremba's training loop.
+    #: Exponential decay in whole-epoch steps (floored exponent), as in Zaremba's training loop.
     staircase: bool = True
     #: Multi-step decay: epochs at which the learning rate is multiplied by `milestone_factor`
     #: (Goyal et al. 2017: 0.1 at epochs 30, 60, 80 for ImageNet).
@@ -203,8 +203,9 @@ class Recipe:
         uses_momentum = self.optimizer in MOMENTUM_OPTIMIZERS
         if self.momentum > 0 and not uses_momentum:
             raise ValueError(
-                f"momentum={self.momentum:g} is not used by optimizer {self.optimizer!r} (only by "
-                f"{_choices(MOMENTUM_OPTIMIZERS)}); set momentum=0 (adam-style optimizers use betas)"
+                f"momentum={self.momentum:g} is not used by optimizer {self.optimizer!r} (only "
+                f"by {_choices(MOMENTUM_OPTIMIZERS)}); set momentum=0 (adam-style optimizers use "
+                "betas)"
             )
         if self.nesterov and not uses_momentum:
             raise ValueError(

@@ -17,14 +17,14 @@ METHODS: tuple[str, ...] = ("none", "linear", "linear-nowarmup", "sqrt", "sqrt-n
 #: (linear-epoch gradual warmup).
 ALIASES: dict[str, str] = {"legw": "date"}
 
-# method -> (learning-rate multiplier as a function of k, warmup-epochs multiplier as a function of k)
+# method -> (lr multiplier as a function of k, warmup-epochs multiplier as a function of k)
 _RULES = {
     # No scaling: the paper's baseline that reuses the base recipe unchanged at the larger batch.
     "none": (lambda k: 1.0, lambda k: 1.0),
     # Goyal et al. 2017, "Accurate, Large Minibatch SGD": lr * k, warmup constant in epochs.
     "linear": (lambda k: k, lambda k: 1.0),
     "linear-nowarmup": (lambda k: k, lambda k: 0.0),
-    # Krizhevsky 2014, "One weird trick"; Hoffer et al. 2017: lr * sqrt(k), warmup constant in epochs.
+    # Krizhevsky 2014 "One weird trick"; Hoffer et al. 2017: lr * sqrt(k), same warmup epochs.
     "sqrt": (math.sqrt, lambda k: 1.0),
     "sqrt-nowarmup": (math.sqrt, lambda k: 0.0),
     # You et al. SC'19 (DATE) / arXiv 1901.08256 (LEGW): lr * sqrt(k), warmup epochs * k.
@@ -83,8 +83,9 @@ def scale(recipe: Recipe, batch_size: int, method: str = "date") -> Recipe:
     if warmup_epochs > recipe.epochs * (1.0 + _RELATIVE_TOLERANCE):
         raise ValueError(
             f"method {canonical!r} at batch_size={batch_size} (k={k:g} x base "
-            f"{recipe.batch_size}) gives warmup_epochs={warmup_epochs:g} > epochs={recipe.epochs:g}; "
-            "lower warmup_epochs at the base batch or use fewer scaling steps"
+            f"{recipe.batch_size}) gives warmup_epochs={warmup_epochs:g} > "
+            f"epochs={recipe.epochs:g}; lower warmup_epochs at the base batch or use fewer "
+            "scaling steps"
         )
     return recipe.replace(
         batch_size=batch_size,

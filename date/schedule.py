@@ -50,7 +50,7 @@ def total_steps(recipe: Recipe, steps_per_epoch: float) -> int:
 
 
 def _warmup_factor(recipe: Recipe, step: int, warmup: float) -> float:
-    """Linear gradual warmup (Goyal et al. 2017) from `warmup_start_factor` to 1 over `warmup` steps.
+    """Linear gradual warmup (Goyal et al. 2017) from `warmup_start_factor` to 1 in `warmup` steps.
 
     With start factor 0 the ramp is ``step / warmup`` ("ramp from 0", the DATE/LEGW warmup in
     paper-facts.md and petuum/adaptdl LEGWScale), so step 0 gets learning rate 0.

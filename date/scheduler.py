@@ -24,10 +24,10 @@ _STATE_KEYS = ("recipe", "steps_per_epoch", "last_epoch", "_step_count", "base_l
 class DateScheduler(LRScheduler):
     """Set each param group's lr to ``lr_at(recipe, step, steps_per_epoch) * group["lr_scale"]``.
 
-    `step` is ``self.last_epoch``: torch's LRScheduler counts scheduler steps in ``last_epoch``, and
-    here one scheduler step is one optimizer step. ``lr_scale`` is an optional per-group key
-    (default 1.0). Create the scheduler after the optimizer (construction sets the lr for step 0) and
-    call ``optimizer.step(); scheduler.step()`` every iteration, as for any torch scheduler.
+    `step` is ``self.last_epoch``: torch's LRScheduler counts scheduler steps in ``last_epoch``,
+    and here one scheduler step is one optimizer step. ``lr_scale`` is an optional per-group key
+    (default 1.0). Create the scheduler after the optimizer (construction sets the lr for step 0)
+    and call ``optimizer.step(); scheduler.step()`` every iteration, as for any torch scheduler.
     With ``last_epoch=n`` (torch's resume convention) the first lr set is the one for step n + 1.
 
     `state_dict()` holds only plain values (the recipe as `Recipe.to_dict()`), so it can be saved
@@ -59,7 +59,7 @@ class DateScheduler(LRScheduler):
         return [lr * group.get("lr_scale", 1.0) for group in self.optimizer.param_groups]
 
     def get_lr(self) -> list[float]:  # type: ignore[override]
-        """The learning rates for step ``last_epoch`` (use `get_last_lr` to read the current ones)."""
+        """The learning rates for step ``last_epoch`` (read the current ones with `get_last_lr`)."""
         if not self._get_lr_called_within_step:
             # Same warning as torch's own schedulers give for a direct get_lr() call.
             warnings.warn(
