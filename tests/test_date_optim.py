@@ -81,11 +81,11 @@ def test_only_vectors_gives_one_group():
 def test_bad_parameters():
     with pytest.raises(TypeError, match="makes its own param groups"):
         build_optimizer([{"params": network().parameters()}], recipe())
-    with pytest.raises(TypeError, match="expects an nn.Module"):
+    with pytest.raises(TypeError, match=r"expects an nn\.Module"):
         build_optimizer(torch.ones(2, requires_grad=True), recipe())
     with pytest.raises(ValueError, match="no trainable parameters"):
         build_optimizer([], recipe())
-    with pytest.raises(ValueError, match="recipe must be a date.Recipe"):
+    with pytest.raises(ValueError, match=r"recipe must be a date\.Recipe"):
         build_optimizer(network(), {"optimizer": "sgd"})
 
 
@@ -216,11 +216,14 @@ def test_lars_two_steps_by_hand(foreach):
     assert close(bias, [0.0, -1.5])
 
     w1, g1, g2 = [2.994, 4.0 + 1.52 / 210], [0.6, -0.8], [0.0, 1.0]
-    v1 = [2.0 / 210 * (g + weight_decay * w) for g, w in zip(g1, [3.0, 4.0])]
+    v1 = [2.0 / 210 * (g + weight_decay * w) for g, w in zip(g1, [3.0, 4.0], strict=True)]
     local = lars_local_lr(w1, g2, weight_decay, trust)
-    v2 = [momentum * v + lr * local * (g + weight_decay * w) for v, g, w in zip(v1, g2, w1)]
+    v2 = [
+        momentum * v + lr * local * (g + weight_decay * w)
+        for v, g, w in zip(v1, g2, w1, strict=True)
+    ]
     step(optimizer, [(weight, [g2]), (bias, [0.5, 0.25])])
-    assert close(weight, [[w - v for w, v in zip(w1, v2)]])
+    assert close(weight, [[w - v for w, v in zip(w1, v2, strict=True)]])
     # b2 = b1 - 2 (0.9 g + g) = [0 - 1.9, -1.5 - 0.95]
     assert close(bias, [-1.9, -2.45])
 
@@ -246,9 +249,12 @@ def test_lars_keeps_the_learning_rate_outside_the_momentum_buffer():
     optimizer.param_groups[0]["lr"] = 1.0
     step(optimizer, [(weight, [[0.0, 1.0]])])
     local = lars_local_lr(w1, [0.0, 1.0], weight_decay, trust)
-    buffer2 = [momentum * b + local * g for b, g in zip(buffer1, [0.0, 1.0])]
-    assert close(weight, [[w - 1.0 * b for w, b in zip(w1, buffer2)]])
-    paper = [w - (momentum * 2.0 * b + 1.0 * local * g) for w, b, g in zip(w1, buffer1, [0, 1])]
+    buffer2 = [momentum * b + local * g for b, g in zip(buffer1, [0.0, 1.0], strict=True)]
+    assert close(weight, [[w - 1.0 * b for w, b in zip(w1, buffer2, strict=True)]])
+    paper = [
+        w - (momentum * 2.0 * b + 1.0 * local * g)
+        for w, b, g in zip(w1, buffer1, [0, 1], strict=True)
+    ]
     assert not close(weight, [paper])
 
 
@@ -256,7 +262,7 @@ def lamb_update(weight, moments, gradient, step_number, weight_decay, eps, betas
     """r + lambda x of LAMB (You et al. 2020, Algorithm 2), updating `moments` in place."""
     beta1, beta2 = betas
     update = []
-    for index, (w, g) in enumerate(zip(weight, gradient)):
+    for index, (w, g) in enumerate(zip(weight, gradient, strict=True)):
         m, v = moments[index]
         m, v = beta1 * m + (1 - beta1) * g, beta2 * v + (1 - beta2) * g * g
         moments[index] = (m, v)
@@ -269,7 +275,7 @@ def lamb_step(weight, moments, gradient, step_number, lr, weight_decay, eps, ada
     update = lamb_update(weight, moments, gradient, step_number, weight_decay, eps)
     # phi(z) = min(z, 10) (pytorch_optimizer's clamp); trust ratio phi(||x||) / ||r + lambda x||.
     ratio = min(math.hypot(*weight), 10.0) / math.hypot(*update) if adapt else 1.0
-    return [w - lr * ratio * u for w, u in zip(weight, update)]
+    return [w - lr * ratio * u for w, u in zip(weight, update, strict=True)]
 
 
 def test_lamb_two_steps_by_hand():

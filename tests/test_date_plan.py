@@ -1,6 +1,7 @@
 """date.plan / format_plan, the `python -m date` command line, and import hygiene."""
 
 import ast
+import doctest
 import json
 import pathlib
 import subprocess
@@ -74,7 +75,7 @@ def test_plan_accepts_aliases_and_reports_canonical_names():
 
 
 def test_plan_raises_instead_of_dropping_invalid_rows():
-    with pytest.raises(ValueError, match="batch_size=131072 .* warmup_epochs=160 > epochs=90"):
+    with pytest.raises(ValueError, match=r"batch_size=131072 .* warmup_epochs=160 > epochs=90"):
         plan(IMAGENET, [1024, 131072], ["sqrt", "date"], dataset_size=N)
 
 
@@ -242,6 +243,11 @@ def test_no_module_of_date_imports_reproduce():
             else:
                 continue
             assert not any(name.split(".")[0] == "reproduce" for name in names), path
+
+
+def test_docstring_example():
+    results = doctest.testmod(date)
+    assert results.attempted == 3 and results.failed == 0
 
 
 def test_public_api():

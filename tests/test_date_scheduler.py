@@ -158,7 +158,7 @@ def test_scheduler_step_before_optimizer_step_warns_like_torch():
 
 def test_bad_arguments():
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=0.1)
-    with pytest.raises(ValueError, match="recipe must be a date.Recipe"):
+    with pytest.raises(ValueError, match=r"recipe must be a date\.Recipe"):
         DateScheduler(optimizer, RECIPE.to_dict(), STEPS_PER_EPOCH)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="steps_per_epoch must be finite and > 0"):
         DateScheduler(optimizer, RECIPE, 0)
