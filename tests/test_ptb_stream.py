@@ -115,3 +115,40 @@ def test_micro_batches_keep_whole_rows():
 def test_token_split_counts_the_scored_tokens():
     split = TokenSplit(TOKENS, rows=10)
     assert split.scored_tokens == 10 * (100 - 1)
+
+
+def test_build_data_cuts_each_split_and_sets_the_layouts():
+    from reproduce.harness.registry import get_experiment
+
+    experiment = get_experiment("ptb_large")
+    config = {**experiment.data_defaults, "train_tokens": 5_000, "valid_tokens": 700}
+    data = experiment.build_data("local", None, config)
+    assert data.train.bptt == 35 and data.train.tokens.numel() == 5_000
+    assert data.valid.tokens.numel() == 700 and data.valid.rows == 10
+    assert data.test.tokens.numel() == 82_430  # the whole test split (Mikolov's PTB)
+    assert data.info == {
+        "source": "local",
+        "train": 5_000,
+        "valid": 700,
+        "test": 82_430,
+        "vocab_size": 10_000,
+    }
+
+
+def test_build_data_reads_the_hub_source_from_a_saved_copy(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    from reproduce.harness.registry import get_experiment
+
+    sentences = ["the cat sat", "a dog ran", "the dog sat on a cat"] * 20
+    datasets.DatasetDict(
+        {
+            split: datasets.Dataset.from_dict({"sentence": sentences})
+            for split in ("train", "validation", "test")
+        }
+    ).save_to_disk(str(tmp_path / "ptb"))
+    experiment = get_experiment("ptb_small")
+    data = experiment.build_data("hub", tmp_path, {**experiment.data_defaults, "eval_rows": 2})
+    assert data.info["source"] == "hub" and data.info["vocab_size"] == 8  # 7 words and <eos>
+    batch = next(data.train.stream(2, seed=0))
+    assert batch.tensors[0].shape == (2, 20) and batch.reset_state
+    assert data.valid.rows == 2
