@@ -6,9 +6,11 @@ import pytest
 import torch
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="session")
 def _single_thread_torch():
-    """Tests use one intra-op thread: results do not depend on the machine's core count."""
+    """Tests use one intra-op thread: results do not depend on the machine's core count, and
+    runs compared bitwise (tests/test_checkpoint.py) use the same kernels. Session-scoped, so it
+    is in force before module-scoped fixtures train anything."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -24,6 +24,7 @@ FROZEN_FLAGS = {
     "--out",
     "--plan",
     "--set",
+    "--resume",
     "--quiet",
 }
 

@@ -20,13 +20,16 @@ from typing import Any
 import date
 from date import Recipe
 
+from .checkpoint import Preempted
 from .devices import DEVICE_KINDS
 from .experiment import PRESET_NAMES, Experiment
 from .registry import experiments, get_experiment
 from .sweep import RunSettings, SweepSpec, plan_runs, resolved_plan_table, run_sweep
+from .trainer import PRECISIONS
 
 DEFAULT_PRESET = "quick"
 USAGE_ERROR = 2
+PREEMPTED = 128 + 15  # the shell's code for a process ended by SIGTERM
 
 
 class UsageError(ValueError):
@@ -67,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="override a recipe field (lr=0.2), model.KEY, data.KEY or run.KEY",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue unfinished runs from their checkpoints"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars or per-run lines")
     return parser
@@ -190,6 +196,8 @@ def parse_overrides(
     if data.get("source", "local") not in experiment.data_sources:
         valid = ", ".join(experiment.data_sources)
         raise UsageError(f"--set data.source={data['source']!r}: valid choices: {valid}")
+    if run.get("precision", "fp32") not in PRECISIONS:
+        raise UsageError(f"--set run.precision: valid choices: {', '.join(PRECISIONS)}")
     micro = run.get("micro_batch_size")
     if micro is not None and micro <= 0:
         raise UsageError(f"--set run.micro_batch_size={micro}: must be a positive integer")
@@ -224,6 +232,7 @@ def build_spec(arguments: argparse.Namespace, argv: Sequence[str]) -> SweepSpec:
         data_overrides=data,
         run=run,
         progress=not arguments.quiet,
+        resume=arguments.resume,
         command=("reproduce/run.py", *argv),
     )
     try:
@@ -248,7 +257,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(resolved_plan_table(spec, data.train))
         return 0
     log = (lambda message: None) if arguments.quiet else print
-    run_sweep(spec, log=log)
+    try:
+        run_sweep(spec, log=log)
+    except Preempted as stop:
+        print(f"{stop}; rerun the same command with --resume to continue", file=sys.stderr)
+        return PREEMPTED
     print(f"results: {spec.out_dir}")
     for name in ("tables.md", "paper_diff.md"):
         path = spec.out_dir / name
@@ -281,7 +294,13 @@ def main_tune(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
     log = (lambda message: None) if arguments.quiet else print
-    folder = run_tuning(spec, spec.experiment.tuning_grid, log=log)
+    # `--set KEY=VALUE` on a grid key trains only that point of the axis (to split the grid over
+    # processes); a final run without it finds every point recorded and writes the summary.
+    grid = {
+        key: (spec.recipe_overrides[key],) if key in spec.recipe_overrides else values
+        for key, values in spec.experiment.tuning_grid.items()
+    }
+    folder = run_tuning(spec, grid, log=log)
     print((folder / "tuning.md").read_text(encoding="utf-8"))
     return 0
 

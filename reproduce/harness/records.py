@@ -6,6 +6,7 @@ The schema is documented in results/README.md.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import platform
@@ -33,8 +34,13 @@ def record_name(method: str, batch_size: int, seed: int) -> str:
     return f"{method}_b{batch_size}_s{seed}.json"
 
 
+@functools.cache
 def git_state() -> dict[str, Any]:
-    """The commit the code was run from, and whether the code (not results/) had local edits."""
+    """The commit the code was run from, and whether the code (not results/) had local edits.
+
+    Read once per process, when the sweep starts: a commit made while a long sweep runs must not
+    be credited with results of the code loaded before it.
+    """
 
     def git(*args: str) -> str:
         return subprocess.run(

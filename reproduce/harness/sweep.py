@@ -20,10 +20,19 @@ import date
 from date import Recipe
 
 from . import report
+from .checkpoint import CheckpointPolicy, load_checkpoint
 from .devices import resolve_device
+from .distributed import init_distributed
 from .experiment import Experiment, TrainData
 from .io import atomic_write_json
-from .records import SCHEMA_VERSION, config_key, environment, read_record, record_name
+from .records import (
+    SCHEMA_VERSION,
+    config_key,
+    environment,
+    git_state,
+    read_record,
+    record_name,
+)
 from .trainer import RunResult, choose_micro_batch_size, train
 
 
@@ -33,6 +42,9 @@ class RunSettings:
 
     micro_batch_size: int | None = None  # None: measured automatically
     evals_per_epoch: float | None = None  # None: the preset's
+    precision: str = "fp32"  # or "bf16": autocast forward passes; master weights stay fp32
+    checkpoint_every_epochs: float | None = None
+    checkpoint_every_minutes: float | None = 10.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +65,7 @@ class SweepSpec:
     data_overrides: Mapping[str, Any] = field(default_factory=dict)
     run: RunSettings = RunSettings()
     progress: bool = True
+    resume: bool = False
     command: tuple[str, ...] = ()
 
     @property
@@ -121,6 +134,7 @@ def run_key(spec: SweepSpec, run: PlannedRun) -> str:
             "data": spec.data_config,
             "data_source": spec.data_source,
             "evals_per_epoch": spec.evals_per_epoch,
+            "precision": spec.run.precision,
             "time_to_target": spec.experiment.time_to_target.to_dict()
             if spec.experiment.time_to_target
             else None,
@@ -135,6 +149,7 @@ def build_record(
     env: dict[str, Any],
     data_info: Mapping[str, Any],
     wall_seconds: float,
+    world_size: int = 1,
 ) -> dict[str, Any]:
     experiment = spec.experiment
     target = experiment.time_to_target
@@ -163,7 +178,9 @@ def build_record(
         "model_parameters": result.model_parameters,
         "micro_batch_size": result.micro_batch_size,
         "accumulation_steps": result.accumulation_steps,
-        "world_size": 1,
+        "world_size": world_size,
+        "precision": spec.run.precision,
+        "resumed_from_step": result.resumed_from_step,
         "recipe": run.recipe.to_dict(),
         "base_recipe": spec.base_recipe.to_dict(),
         "model_config": spec.model_config,
@@ -179,9 +196,16 @@ def build_record(
 
 
 def run_sweep(spec: SweepSpec, log=print) -> list[dict[str, Any]]:
-    """Train every planned run not already recorded, write the records, then the report."""
+    """Train every planned run not already recorded, write the records, then the report.
+
+    Under torchrun every rank trains its slice of each global batch; only rank 0 writes.
+    """
     planned = plan_runs(spec)
-    device = resolve_device(spec.device)
+    git_state()  # pin the commit now, before any long training
+    context = init_distributed(spec.device)
+    device = resolve_device(spec.device, context.local_rank)
+    if not context.is_main:
+        log = _silent
     runs_dir = spec.out_dir / "runs"
     data = spec.experiment.build_data(spec.data_source, spec.data_dir, spec.data_config)
     micro_batch_cache: dict[tuple, dict[int, float]] = {}
@@ -204,12 +228,28 @@ def run_sweep(spec: SweepSpec, log=print) -> list[dict[str, Any]]:
                 "method": run.method,
                 "same_run_as": run.same_run_as,
             }
-            atomic_write_json(path, record)
+            if context.is_main:
+                atomic_write_json(path, record)
             written[run.name] = record
             log(f"{label}: same recipe as {run.same_run_as} (k = 1), record shared")
             continue
-        micro = spec.run.micro_batch_size or choose_micro_batch_size(
-            spec.experiment, spec.model_config, data, run.batch_size, device, micro_batch_cache
+        per_rank_batch = run.batch_size // context.world_size
+        micro = spec.run.micro_batch_size or context.broadcast_int(
+            choose_micro_batch_size(
+                spec.experiment, spec.model_config, data, per_rank_batch, device, micro_batch_cache
+            )
+        )
+        checkpoint_path = spec.out_dir / "checkpoints" / f"{Path(run.name).stem}.pt"
+        saved = load_checkpoint(checkpoint_path)
+        if saved is not None and not spec.resume:
+            log(f"{label}: a checkpoint exists at {checkpoint_path}; pass --resume to continue it")
+        steps_per_epoch = data.train.steps_per_epoch(run.batch_size)
+        every_epochs = spec.run.checkpoint_every_epochs
+        every_minutes = spec.run.checkpoint_every_minutes
+        policy = CheckpointPolicy(
+            path=checkpoint_path,
+            every_steps=max(1, round(every_epochs * steps_per_epoch)) if every_epochs else None,
+            every_seconds=every_minutes * 60 if every_minutes else None,
         )
         started = time.perf_counter()
         result = train(
@@ -223,17 +263,31 @@ def run_sweep(spec: SweepSpec, log=print) -> list[dict[str, Any]]:
             evals_per_epoch=spec.evals_per_epoch,
             progress=spec.progress,
             description=label,
+            checkpoint=policy,
+            resume=spec.resume and saved is not None,
+            context=context,
+            precision=spec.run.precision,
         )
         env = environment(device.describe(), list(spec.command))
-        record = build_record(spec, run, result, env, data.info, time.perf_counter() - started)
-        atomic_write_json(path, record)
+        record = build_record(
+            spec, run, result, env, data.info, time.perf_counter() - started, context.world_size
+        )
+        if context.is_main:
+            atomic_write_json(path, record)
+            checkpoint_path.unlink(missing_ok=True)
         written[run.name] = record
         metric = result.final.get(spec.experiment.primary_metric)
         summary = f"{spec.experiment.primary_metric}={metric:.4f}" if metric is not None else ""
         seconds = f"{result.train_seconds:.1f}s"
         log(f"{label}: {result.status} {summary} in {seconds} (micro-batch {micro})")
-    write_report(spec)
+    if context.is_main:
+        write_report(spec)
+    context.barrier()
     return list(written.values())
+
+
+def _silent(message: str) -> None:
+    """The log of ranks other than 0."""
 
 
 def write_report(spec: SweepSpec) -> dict[str, Path]:

@@ -7,10 +7,12 @@ summed, then divided by the number of loss items, which gives the same update as
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,10 +22,19 @@ from tqdm import tqdm
 
 from date import DateScheduler, Recipe, build_optimizer, total_steps
 
+from .checkpoint import (
+    CheckpointPolicy,
+    load_checkpoint,
+    restore_rng_states,
+    rng_states,
+    save_checkpoint,
+)
 from .devices import Device
+from .distributed import DistributedContext
 from .experiment import Batch, DataBundle, Experiment
 
 EVAL_BATCH_SIZE = 1024
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -43,7 +54,7 @@ class RunResult:
     accumulation_steps: int
     train_seconds: float
     diverged_at_step: int | None = None
-    notes: list[str] = field(default_factory=list)
+    resumed_from_step: int | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -82,24 +93,45 @@ def accumulate_gradients(
     micro_batch_size: int,
     states: dict[int, Any],
     device: Device,
+    precision: str = "fp32",
 ) -> tuple[float, int]:
     """Forward and backward over the micro-batches of ``batch``; gradients end up as the mean over
-    all loss items of the global batch. Returns (mean loss, number of items)."""
+    all loss items of the batch. Returns (mean loss, number of items).
+
+    Under DistributedDataParallel, gradients are all-reduced (averaged over ranks) only on the last
+    micro-batch, which gives the mean over the global batch when every rank holds as many items.
+    """
     loss_total: torch.Tensor | float = 0.0
     items = 0
     if batch.reset_state:
         states.clear()
-    for index, micro_batch in enumerate(batch.split(micro_batch_size)):
-        loss_sum, count, states[index] = experiment.loss(
-            model, micro_batch.to(device.torch_device), states.get(index)
-        )
-        loss_sum.backward()
-        loss_total = loss_total + loss_sum.detach()
+    micro_batches = batch.split(micro_batch_size)
+    for index, micro_batch in enumerate(micro_batches):
+        last = index == len(micro_batches) - 1
+        distributed = hasattr(model, "no_sync")
+        sync = model.no_sync() if distributed and not last else contextlib.nullcontext()
+        with sync:
+            with autocast(device, precision):
+                loss_sum, count, states[index] = experiment.loss(
+                    model, micro_batch.to(device.torch_device), states.get(index)
+                )
+            loss_sum.float().backward()
+        loss_total = loss_total + loss_sum.detach().float()
         items += count
     for parameter in model.parameters():
         if parameter.grad is not None:
             parameter.grad.div_(items)
     return float(loss_total) / items, items
+
+
+def autocast(device: Device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast for the forward pass when asked; parameters (master weights) stay fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        device_type = "cpu" if device.kind == "cpu" else "cuda" if device.kind == "cuda" else "xla"
+        return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
+    raise ValueError(f"precision {precision!r}: valid choices: {', '.join(PRECISIONS)}")
 
 
 def choose_micro_batch_size(
@@ -146,6 +178,23 @@ def is_better_or_equal(value: float, target: float, mode: str) -> bool:
     return value >= target if mode == "max" else value <= target
 
 
+@dataclass
+class Progress:
+    """What a run has produced so far; saved in checkpoints so a resumed run continues it."""
+
+    step: int = 0
+    train_seconds: float = 0.0
+    curves: dict[str, list[float]] = field(
+        default_factory=lambda: {"step": [], "lr": [], "loss": []}
+    )
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    steps_to_target: int | None = None
+    seconds_to_target: float | None = None
+
+    def to_state(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
 def train(
     experiment: Experiment,
     recipe: Recipe,
@@ -157,108 +206,142 @@ def train(
     evals_per_epoch: float = 1.0,
     progress: bool = True,
     description: str = "",
-    step_hook: Callable[[int, float], None] | None = None,
+    checkpoint: CheckpointPolicy | None = None,
+    resume: bool = False,
+    context: DistributedContext | None = None,
+    precision: str = "fp32",
 ) -> RunResult:
     """Train ``experiment``'s model with ``recipe`` and return curves and metrics.
 
-    The run stops with status ``diverged`` as soon as the training loss is not finite.
+    ``recipe.batch_size`` is the global batch; under torchrun each of the ``context.world_size``
+    ranks computes its slice of it. The run stops with status ``diverged`` as soon as the training
+    loss is not finite. With a ``checkpoint`` policy the run saves its full state as the policy
+    says (and on SIGTERM, then raises Preempted); ``resume`` continues from that checkpoint.
     """
+    context = context or DistributedContext()
+    checkpoint = checkpoint or CheckpointPolicy(path=None)
     seed_everything(seed)
-    model = experiment.build_model(model_config).to(device.torch_device)
-    model.train()
-    optimizer = build_optimizer(model, recipe)
+    module = experiment.build_model(model_config).to(device.torch_device)
+    module.train()
+    model: nn.Module = module
+    if context.enabled:
+        device_ids = [device.torch_device.index] if device.kind == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
+    optimizer = build_optimizer(module, recipe)
     steps_per_epoch = data.train.steps_per_epoch(recipe.batch_size)
     last_step = total_steps(recipe, steps_per_epoch)
     scheduler = DateScheduler(optimizer, recipe, steps_per_epoch)
     eval_at = set(evaluation_steps(steps_per_epoch, evals_per_epoch, last_step))
     target = experiment.time_to_target
-
-    curves: dict[str, list[float]] = {"step": [], "lr": [], "loss": []}
-    evals: list[dict[str, Any]] = []
     states: dict[int, Any] = {}
-    stream = data.train.stream(recipe.batch_size, seed)
-    status, diverged_at = "ok", None
-    steps_to_target = seconds_to_target = None
-    train_seconds = 0.0
-    accumulation_steps = math.ceil(recipe.batch_size / micro_batch_size)
+    run = Progress()
 
+    saved = load_checkpoint(checkpoint.path) if resume and checkpoint.path else None
+    if saved is not None:
+        module.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        restore_rng_states(saved["rng"])
+        states = saved["carried_states"]
+        run = Progress(**saved["progress"])
+
+    status, diverged_at = "ok", None
+    stream = data.train.stream(
+        recipe.batch_size, seed, start_step=run.step, shard=(context.rank, context.world_size)
+    )
     bar = tqdm(
         total=last_step,
+        initial=run.step,
         desc=description,
-        disable=not progress or not sys.stderr.isatty(),
+        disable=not progress or not context.is_main or not sys.stderr.isatty(),
         leave=False,
         dynamic_ncols=True,
     )
-    for step in range(last_step):
-        started = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
-        batch = next(stream)
-        optimizer.zero_grad(set_to_none=True)
-        loss, _ = accumulate_gradients(experiment, model, batch, micro_batch_size, states, device)
-        if not math.isfinite(loss):
-            status, diverged_at = "diverged", step
-            curves["step"].append(step)
-            curves["lr"].append(lr)
-            curves["loss"].append(loss)
-            break
-        if recipe.grad_clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip_norm)
-        optimizer.step()
-        scheduler.step()
-        device.mark_step()
-        train_seconds += time.perf_counter() - started
-        curves["step"].append(step)
-        curves["lr"].append(lr)
-        curves["loss"].append(loss)
-        if step_hook is not None:
-            step_hook(step, loss)
-        bar.update(1)
-        bar.set_postfix(
-            lr=f"{lr:.3g}",
-            loss=f"{loss:.3f}",
-            ex_s=f"{(step + 1) * recipe.batch_size / train_seconds:.0f}",
-        )
-        done = step + 1
-        if done in eval_at:
-            metrics = run_evaluation(experiment, model, data.valid, device)
-            evals.append(
-                {
-                    "step": done,
-                    "epoch": done / steps_per_epoch,
-                    "seconds": train_seconds,
-                    "split": "valid",
-                    "metrics": metrics,
-                }
+    with checkpoint:
+        while run.step < last_step:
+            step = run.step
+            started = time.perf_counter()
+            lr = optimizer.param_groups[0]["lr"] / optimizer.param_groups[0].get("lr_scale", 1.0)
+            batch = next(stream)
+            optimizer.zero_grad(set_to_none=True)
+            loss, _ = accumulate_gradients(
+                experiment, model, batch, micro_batch_size, states, device, precision
             )
-            value = metrics.get(target.metric) if target else None
-            if (
-                steps_to_target is None
-                and target is not None
-                and target.value is not None
-                and value is not None
-                and is_better_or_equal(value, target.value, target.mode)
-            ):
-                steps_to_target, seconds_to_target = done, train_seconds
-            if not all(math.isfinite(v) for v in metrics.values()):
+            loss = context.mean(loss)
+            run.curves["step"].append(step)
+            run.curves["lr"].append(lr)
+            run.curves["loss"].append(loss)
+            if not math.isfinite(loss):
                 status, diverged_at = "diverged", step
                 break
+            if recipe.grad_clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(module.parameters(), recipe.grad_clip_norm)
+            optimizer.step()
+            scheduler.step()
+            device.mark_step()
+            run.step = done = step + 1
+            run.train_seconds += time.perf_counter() - started
+            bar.update(1)
+            examples = done * recipe.batch_size
+            bar.set_postfix(
+                lr=f"{lr:.3g}", loss=f"{loss:.3f}", ex_s=f"{examples / run.train_seconds:.0f}"
+            )
+            if done in eval_at:
+                metrics = run_evaluation(experiment, module, data.valid, device)
+                run.evals.append(
+                    {
+                        "step": done,
+                        "epoch": done / steps_per_epoch,
+                        "seconds": run.train_seconds,
+                        "split": "valid",
+                        "metrics": metrics,
+                    }
+                )
+                value = metrics.get(target.metric) if target else None
+                if (
+                    run.steps_to_target is None
+                    and target is not None
+                    and target.value is not None
+                    and value is not None
+                    and is_better_or_equal(value, target.value, target.mode)
+                ):
+                    run.steps_to_target, run.seconds_to_target = done, run.train_seconds
+                if not all(math.isfinite(v) for v in metrics.values()):
+                    status, diverged_at = "diverged", step
+                    break
+            if done < last_step and context.any(checkpoint.due(done)):
+                if context.is_main:
+                    save_checkpoint(
+                        checkpoint.path,
+                        {
+                            "model": module.state_dict(),
+                            "optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict(),
+                            "rng": rng_states(),
+                            "carried_states": states,
+                            "progress": run.to_state(),
+                        },
+                    )
+                context.barrier()
+                checkpoint.saved()
     bar.close()
 
-    final = run_evaluation(experiment, model, data.test, device) if status == "ok" else {}
+    final = run_evaluation(experiment, module, data.test, device) if status == "ok" else {}
     return RunResult(
         status=status,
         final=final,
-        evals=evals,
-        curves=curves,
-        steps_to_target=steps_to_target,
-        seconds_to_target=seconds_to_target,
+        evals=run.evals,
+        curves=run.curves,
+        steps_to_target=run.steps_to_target,
+        seconds_to_target=run.seconds_to_target,
         total_steps=last_step,
         steps_per_epoch=steps_per_epoch,
-        model_parameters=count_parameters(model),
+        model_parameters=count_parameters(module),
         micro_batch_size=micro_batch_size,
-        accumulation_steps=accumulation_steps,
-        train_seconds=train_seconds,
+        accumulation_steps=math.ceil(recipe.batch_size / context.world_size / micro_batch_size),
+        train_seconds=run.train_seconds,
         diverged_at_step=diverged_at,
+        resumed_from_step=saved["progress"]["step"] if saved is not None else None,
     )
 
 
