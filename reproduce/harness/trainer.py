@@ -115,8 +115,10 @@ def accumulate_gradients(
                 loss_sum, count, states[index] = experiment.loss(
                     model, micro_batch.to(device.torch_device), states.get(index)
                 )
-            loss_sum.float().backward()
-        loss_total = loss_total + loss_sum.detach().float()
+            # a bf16 loss is summed and back-propagated in fp32; fp32 and fp64 stay as they are
+            loss_sum = loss_sum.to(torch.promote_types(loss_sum.dtype, torch.float32))
+            loss_sum.backward()
+        loss_total = loss_total + loss_sum.detach()
         items += count
     for parameter in model.parameters():
         if parameter.grad is not None:
