@@ -17,6 +17,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import torch
+
 SCHEMA_VERSION = 1
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RECORDED_PACKAGES = (
@@ -65,7 +67,7 @@ def environment(device_info: dict[str, Any], command: list[str]) -> dict[str, An
             continue
     return {
         "python": platform.python_version(),
-        "torch": packages.get("torch"),
+        "torch": torch.__version__,  # with the build tag (+cpu, +cu128), unlike the metadata
         "packages": packages,
         "platform": platform.platform(),
         "hostname": socket.gethostname(),

@@ -118,6 +118,7 @@ def accumulate_gradients(
             # a bf16 loss is summed and back-propagated in fp32; fp32 and fp64 stay as they are
             loss_sum = loss_sum.to(torch.promote_types(loss_sum.dtype, torch.float32))
             loss_sum.backward()
+        device.mark_step()  # XLA: one graph per micro-batch, not one growing with accumulation
         loss_total = loss_total + loss_sum.detach()
         items += count
     for parameter in model.parameters():
@@ -152,6 +153,10 @@ def choose_micro_batch_size(
     candidates = [c for c in experiment.micro_batch_candidates if c <= batch_size]
     if not candidates or batch_size <= min(candidates):
         return batch_size
+    if device.kind == "tpu":
+        # Every size would compile its own XLA graphs (tens of seconds each): take the largest
+        # candidate; set run.micro_batch_size to choose another.
+        return max(candidates)
     key = (experiment.name, repr(sorted(model_config.items())), str(device.torch_device))
     timings = cache.setdefault(key, {}) if cache is not None else {}
     missing = [c for c in candidates if c not in timings]
