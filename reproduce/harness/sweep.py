@@ -56,6 +56,7 @@ class SweepSpec:
     methods: tuple[str, ...]
     batch_sizes: tuple[int, ...]
     seeds: int
+    base_seeds: int | None = None  # seeds at the base batch; None: the preset's
     device: str = "cpu"
     data_source: str = "local"
     data_dir: Path | None = None
@@ -109,7 +110,7 @@ def plan_runs(spec: SweepSpec) -> list[PlannedRun]:
     for batch_size in spec.batch_sizes:
         seeds = spec.seeds
         if batch_size == base.batch_size:
-            seeds = max(seeds, preset.base_seeds)
+            seeds = max(seeds, preset.base_seeds if spec.base_seeds is None else spec.base_seeds)
         for method in spec.methods:
             recipe = date.scale(base, batch_size, method)
             for seed in range(seeds):

@@ -48,6 +48,7 @@ def run_tuning(spec: SweepSpec, grid: Mapping[str, tuple[Any, ...]], log=print) 
             methods=("none",),
             batch_sizes=(base_batch,),
             seeds=1,
+            base_seeds=1,
             recipe_overrides={**spec.recipe_overrides, **point},
             out_dir=spec.out_dir / "points" / point_name(point),
         )

@@ -1,0 +1,663 @@
+"""Regression checks: stored expectations that a change to the suite must not move silently.
+
+Accuracy. Each registered experiment has a short, fixed-seed CPU run on a real data slice (a size
+derived from its smoke preset, ``regression_config``) trained by the suite's own
+``trainer.train``. Its training-loss curve, as window means at ``POINTS`` points, and its final
+primary metric are stored in ``tests/expectations/<experiment>.json`` with a tolerance for each
+number measured from the seed-to-seed spread: K seeds of the same config are run, and
+``tolerance = max(k_sigma * sample std, floor)``. tests/test_regression.py reruns the fixed seed
+and fails when a number moves beyond its tolerance; ``python reproduce/regress.py --update``
+regenerates the file on purpose, so that the change shows in review.
+
+README. The results section of the README (between ``README_BEGIN`` and ``README_END``) is
+generated from the report files of every ``results/*/full`` folder that has records
+(``readme_results_section``), so a stale section is detected by comparing it with a fresh one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import itertools
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tabulate import tabulate
+
+from date import Recipe
+
+from . import report
+from .devices import cpu_model, resolve_device
+from .experiment import DataBundle, Experiment
+from .io import atomic_write_json
+from .records import REPO_ROOT, git_state
+from .registry import experiments
+from .trainer import train
+
+EXPECTATIONS_DIR = REPO_ROOT / "tests" / "expectations"
+EXPECTATION_VERSION = 1
+#: Points of the stored loss curve: each the mean training loss over one of POINTS equal windows
+#: of steps. A window mean is far less noisy than a single step's loss on one small batch.
+POINTS = 20
+#: Seeds run by --update to measure the seed-to-seed spread (the fixed seed is one of them).
+DEFAULT_SEEDS = 5
+#: Tolerance = K_SIGMA x the sample std over seeds. Chosen, not derived: a rerun of the fixed
+#: seed on the same machine and torch build is bitwise identical (deviation 0), and on another
+#: CPU or torch build only float rounding differs, which moves a run far less than a new seed; 4
+#: (rather than 2 or 3) leaves room for the sample std of 5 seeds, which is often half the true one.
+K_SIGMA = 4.0
+#: Smallest tolerance of a loss point, in nats (about 1% in perplexity): keeps a point whose
+#: seeds happen to agree closely from failing on rounding alone.
+LOSS_FLOOR = 0.01
+#: torch intra-op threads of every regression run: the kernels, hence the rounding, depend on it.
+THREADS = 1
+UPDATE_COMMAND = "python reproduce/regress.py --update"
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegressionSize:
+    """How a regression run grows an experiment's smoke preset: a longer budget and, where the
+    smoke slice is too small for the loss to fall clearly, a bigger model or data slice."""
+
+    epochs: float = 4.0
+    model: Mapping[str, Any] = field(default_factory=dict)
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: Measured on this project's 2-core CPU with one thread while a sweep ran on both cores: each
+#: run takes 5-15 s, and its loss falls from the untrained value by more than 20 seed stds.
+#: An experiment not listed here gets RegressionSize(): its smoke preset for 4 epochs.
+PTB_SIZE = RegressionSize(epochs=3, model={"hidden_size": 32}, data={"train_tokens": 20_000})
+REGRESSION_SIZES: dict[str, RegressionSize] = {
+    # 1,024 steps of batch 32; test accuracy about 0.91, seed std about 0.003.
+    "mnist_lstm": RegressionSize(
+        epochs=4, model={"hidden_size": 64}, data={"train_examples": 8192, "test_examples": 2000}
+    ),
+    # 147 (small, bptt 20) and 84 (large, bptt 35) steps of 20 rows on 20k tokens: the loss
+    # falls from 9.2 to 6.5 nats; the 10,000-word softmax is most of the cost.
+    "ptb_small": PTB_SIZE,
+    "ptb_large": PTB_SIZE,
+}
+
+
+@dataclass(frozen=True)
+class RegressionConfig:
+    """Everything a regression run depends on; stored in the expectation file and compared."""
+
+    experiment: str
+    recipe: Recipe
+    model: Mapping[str, Any]
+    data: Mapping[str, Any]
+    evals_per_epoch: float
+    seed: int = 0
+    data_source: str = "local"
+    points: int = POINTS
+    threads: int = THREADS
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (the form stored in the expectation file)."""
+        return json.loads(
+            json.dumps(
+                {
+                    "experiment": self.experiment,
+                    "recipe": self.recipe.to_dict(),
+                    "model": dict(self.model),
+                    "data": dict(self.data),
+                    "data_source": self.data_source,
+                    "evals_per_epoch": self.evals_per_epoch,
+                    "micro_batch_size": self.recipe.batch_size,
+                    "seed": self.seed,
+                    "points": self.points,
+                    "threads": self.threads,
+                }
+            )
+        )
+
+
+def regression_config(experiment: Experiment) -> RegressionConfig:
+    """The experiment's smoke preset grown by its ``REGRESSION_SIZES`` entry."""
+    size = REGRESSION_SIZES.get(experiment.name, RegressionSize())
+    smoke = experiment.presets["smoke"]
+    for kind, changes, defaults in (
+        ("model", size.model, experiment.model_defaults),
+        ("data", size.data, experiment.data_defaults),
+    ):
+        unknown = sorted(set(changes) - set(defaults))
+        if unknown:
+            raise ValueError(f"{experiment.name}: regression {kind} keys {unknown} are unknown")
+    return RegressionConfig(
+        experiment=experiment.name,
+        recipe=experiment.recipe_for("smoke", {"epochs": size.epochs}),
+        model={**experiment.model_defaults, **smoke.model, **size.model},
+        data={**experiment.data_defaults, **smoke.data, **size.data},
+        evals_per_epoch=smoke.evals_per_epoch,
+    )
+
+
+def curve_windows(steps: int, points: int) -> list[tuple[int, int]]:
+    """``points`` contiguous [start, stop) windows covering ``steps`` steps, as equal as can be."""
+    if steps < points:
+        raise ValueError(f"{steps} steps are too few for {points} curve points")
+    bounds = [round(index * steps / points) for index in range(points + 1)]
+    return list(itertools.pairwise(bounds))
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one regression run produced."""
+
+    seed: int
+    status: str
+    metric: float | None
+    curve: list[float]  # mean training loss over each window
+    windows: list[tuple[int, int]]
+    seconds: float
+
+
+def build_data(experiment: Experiment, config: RegressionConfig) -> DataBundle:
+    return experiment.build_data(config.data_source, None, config.data)
+
+
+def run_regression(
+    experiment: Experiment,
+    config: RegressionConfig,
+    seed: int | None = None,
+    data: DataBundle | None = None,
+) -> Observation:
+    """Train ``config`` with ``seed`` (default: the config's fixed seed) through trainer.train."""
+    seed = config.seed if seed is None else seed
+    data = data if data is not None else build_data(experiment, config)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    started = time.perf_counter()
+    try:
+        result = train(
+            experiment,
+            config.recipe,
+            data,
+            config.model,
+            seed,
+            resolve_device("cpu"),
+            micro_batch_size=config.recipe.batch_size,
+            evals_per_epoch=config.evals_per_epoch,
+            progress=False,
+        )
+    finally:
+        torch.set_num_threads(threads)
+    seconds = time.perf_counter() - started
+    losses = result.curves["loss"]
+    windows = curve_windows(result.total_steps, config.points)
+    curve = [statistics.fmean(losses[start:stop]) for start, stop in windows if stop <= len(losses)]
+    return Observation(
+        seed=seed,
+        status=result.status,
+        metric=result.final.get(experiment.primary_metric),
+        curve=curve,
+        windows=windows,
+        seconds=seconds,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Expectations
+# --------------------------------------------------------------------------------------------
+
+
+def expectation_path(name: str, folder: Path = EXPECTATIONS_DIR) -> Path:
+    return Path(folder) / f"{name}.json"
+
+
+def tolerance(std: float, k_sigma: float, floor: float) -> float:
+    """max(k_sigma * std, floor)."""
+    return max(k_sigma * std, floor)
+
+
+def build_expectation(
+    experiment: Experiment,
+    config: RegressionConfig,
+    observations: Sequence[Observation],
+    command: str,
+    k_sigma: float = K_SIGMA,
+    loss_floor: float = LOSS_FLOOR,
+) -> dict[str, Any]:
+    """The expectation file's content: the fixed seed's numbers, and tolerances from the spread of
+    every observed seed. The metric's floor is the experiment's ``band_floor`` (its smallest
+    difference worth calling a loss)."""
+    if len(observations) < 2:
+        raise ValueError("at least 2 seeds are needed to measure a seed-to-seed std")
+    bad = [o.seed for o in observations if o.status != "ok" or o.metric is None]
+    if bad:
+        raise ValueError(f"{experiment.name}: seeds {bad} diverged; no tolerance can be measured")
+    fixed = [o for o in observations if o.seed == config.seed]
+    if len(fixed) != 1:
+        raise ValueError(f"the fixed seed {config.seed} must be observed exactly once")
+    expected = fixed[0]
+    metric_std = statistics.stdev(o.metric for o in observations)  # type: ignore[misc]
+    point_stds = [
+        statistics.stdev(o.curve[index] for o in observations) for index in range(config.points)
+    ]
+    metric_floor = experiment.band_floor
+    return {
+        "version": EXPECTATION_VERSION,
+        "experiment": experiment.name,
+        "config": config.to_dict(),
+        "metric": {
+            "name": experiment.primary_metric,
+            "mode": experiment.mode,
+            "value": expected.metric,
+            "std": metric_std,
+            "tolerance": tolerance(metric_std, k_sigma, metric_floor),
+        },
+        "curve": {
+            "quantity": "mean training loss over each window of steps [start, stop)",
+            "windows": [list(window) for window in expected.windows],
+            "loss": expected.curve,
+            "std": point_stds,
+            "tolerance": [tolerance(std, k_sigma, loss_floor) for std in point_stds],
+        },
+        "tolerance_rule": {
+            "formula": "max(k_sigma * std, floor); std = sample std (ddof 1) over the seeds",
+            "k_sigma": k_sigma,
+            "loss_floor": loss_floor,
+            "metric_floor": metric_floor,
+            "seeds": [o.seed for o in observations],
+        },
+        "seed_runs": [
+            {"seed": o.seed, "metric": o.metric, "loss": o.curve, "seconds": round(o.seconds, 2)}
+            for o in observations
+        ],
+        "provenance": {
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "cpu_model": cpu_model(),
+            "cpu_count": os.cpu_count(),
+            "threads": config.threads,
+            **git_state(),
+            "date": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+            "command": command,
+        },
+    }
+
+
+def load_expectation(path: Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def config_differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """'key: stored -> current' for every config entry (nested keys dotted) that changed."""
+    differences = []
+    for key in sorted(set(stored) | set(current)):
+        old, new = stored.get(key), current.get(key)
+        if isinstance(old, Mapping) and isinstance(new, Mapping):
+            differences += [f"{key}.{line}" for line in config_differences(old, new)]
+        elif old != new:
+            differences.append(f"{key}: {old!r} -> {new!r}")
+    return differences
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """One stored number against the rerun's."""
+
+    quantity: str
+    expected: float
+    observed: float | None
+    tolerance: float
+
+    @property
+    def delta(self) -> float | None:
+        return None if self.observed is None else self.observed - self.expected
+
+    @property
+    def exceeded(self) -> bool:
+        delta = self.delta
+        return delta is None or not math.isfinite(delta) or abs(delta) > self.tolerance
+
+    def describe(self) -> str:
+        if self.delta is None:
+            return f"{self.quantity}: expected {self.expected:.6g}, the rerun has no value"
+        return (
+            f"{self.quantity} moved by {self.delta:+.4g} (expected {self.expected:.6g}, got "
+            f"{self.observed:.6g}; tolerance {self.tolerance:.3g})"
+        )
+
+
+def compare(expectation: Mapping[str, Any], observation: Observation) -> list[Deviation]:
+    """The final metric, then every curve point, against the expectation."""
+    metric = expectation["metric"]
+    deviations = [
+        Deviation(
+            f"final {metric['name']}", metric["value"], observation.metric, metric["tolerance"]
+        )
+    ]
+    curve = expectation["curve"]
+    count = len(curve["loss"])
+    for index, (expected, allowed, window) in enumerate(
+        zip(curve["loss"], curve["tolerance"], curve["windows"], strict=True)
+    ):
+        observed = observation.curve[index] if index < len(observation.curve) else None
+        quantity = f"loss point {index + 1}/{count} (steps {window[0]}-{window[1] - 1})"
+        deviations.append(Deviation(quantity, expected, observed, allowed))
+    return deviations
+
+
+@dataclass
+class CheckResult:
+    """The outcome of checking one experiment against its stored expectation."""
+
+    experiment: str
+    path: Path
+    problems: list[str] = field(default_factory=list)  # missing file, changed config, divergence
+    deviations: list[Deviation] = field(default_factory=list)
+    seconds: float | None = None
+
+    @property
+    def exceeded(self) -> list[Deviation]:
+        return [deviation for deviation in self.deviations if deviation.exceeded]
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems and not self.exceeded
+
+    def message(self) -> str:
+        """What failed and how to accept the change on purpose."""
+        lines = [f"{self.experiment}: accuracy regression check against {self.path}"]
+        lines += [f"  {problem}" for problem in self.problems]
+        lines += [f"  {deviation.describe()}" for deviation in self.exceeded]
+        lines.append(
+            f"If the change is intended, regenerate with `{UPDATE_COMMAND} {self.experiment}` "
+            "and commit the updated expectation file, so that the change shows in review."
+        )
+        return "\n".join(lines)
+
+
+def check(experiment: Experiment, folder: Path = EXPECTATIONS_DIR) -> CheckResult:
+    """Rerun the fixed seed of ``experiment``'s regression config and compare it with the file."""
+    path = expectation_path(experiment.name, folder)
+    result = CheckResult(experiment.name, path)
+    if not path.is_file():
+        result.problems.append(f"no expectation file at {path}")
+        return result
+    expectation = load_expectation(path)
+    config = regression_config(experiment)
+    changed = config_differences(expectation["config"], config.to_dict())
+    if changed:
+        result.problems.append(
+            "the regression config changed since the expectation was stored: " + "; ".join(changed)
+        )
+        return result
+    observation = run_regression(experiment, config)
+    result.seconds = observation.seconds
+    if observation.status != "ok":
+        result.problems.append(f"the run {observation.status} (status {observation.status!r})")
+    result.deviations = compare(expectation, observation)
+    return result
+
+
+def update(
+    experiment: Experiment, seeds: int, command: str, folder: Path = EXPECTATIONS_DIR, log=print
+) -> Path:
+    """Run ``seeds`` seeds of the regression config and write the expectation file."""
+    config = regression_config(experiment)
+    data = build_data(experiment, config)
+    observations = []
+    for seed in range(config.seed, config.seed + seeds):
+        observation = run_regression(experiment, config, seed, data)
+        log(
+            f"{experiment.name} seed {seed}: {experiment.primary_metric}="
+            f"{observation.metric} in {observation.seconds:.1f}s"
+        )
+        observations.append(observation)
+    path = expectation_path(experiment.name, folder)
+    atomic_write_json(path, build_expectation(experiment, config, observations, command))
+    return path
+
+
+def deviation_rows(result: CheckResult) -> list[list[str]]:
+    """Table rows: the metric, the curve point that moved most relative to its tolerance, and
+    every other point beyond its tolerance."""
+    if not result.deviations:
+        return [[result.experiment, "; ".join(result.problems), "", "", "", "", "", "FAIL"]]
+    metric, *points = result.deviations
+
+    def ratio(deviation: Deviation) -> float:
+        return math.inf if deviation.delta is None else abs(deviation.delta) / deviation.tolerance
+
+    worst = max(points, key=ratio)
+    shown = [metric, worst, *[p for p in points if p.exceeded and p is not worst]]
+    rows = []
+    for deviation in shown:
+        rows.append(
+            [
+                result.experiment,
+                deviation.quantity + (" (worst point)" if deviation is worst else ""),
+                f"{deviation.expected:.6g}",
+                "—" if deviation.observed is None else f"{deviation.observed:.6g}",
+                "—" if deviation.delta is None else f"{deviation.delta:+.3g}",
+                f"{deviation.tolerance:.3g}",
+                "—" if deviation.delta is None else f"{ratio(deviation):.2f}",
+                "FAIL" if deviation.exceeded else "ok",
+            ]
+        )
+    if result.problems:
+        rows.append([result.experiment, "; ".join(result.problems), "", "", "", "", "", "FAIL"])
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """reproduce/regress.py: check the accuracy expectations, or regenerate them (--update)."""
+    parser = argparse.ArgumentParser(
+        prog="reproduce/regress.py",
+        description=(
+            "Rerun each experiment's short fixed-seed regression run and compare its loss curve "
+            "and final metric with tests/expectations/<experiment>.json; --update regenerates "
+            "those files from several seeds (tolerance = max(k_sigma x seed std, floor))."
+        ),
+    )
+    parser.add_argument("experiments", nargs="*", help="experiment names (default: all)")
+    parser.add_argument("--update", action="store_true", help="regenerate the expectation files")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=DEFAULT_SEEDS,
+        help=f"seeds run by --update to measure the spread (default {DEFAULT_SEEDS})",
+    )
+    parser.add_argument(
+        "--expectations", type=Path, default=EXPECTATIONS_DIR, help="expectation folder"
+    )
+    argv = list(sys.argv[1:] if argv is None else argv)
+    arguments = parser.parse_args(argv)
+    registered = experiments()
+    names = arguments.experiments or list(registered)
+    unknown = [name for name in names if name not in registered]
+    if unknown:
+        print(
+            f"error: unknown experiment(s) {', '.join(unknown)}; valid: {', '.join(registered)}",
+            file=sys.stderr,
+        )
+        return 2
+    if arguments.seeds < 2:
+        print("error: --seeds must be at least 2 (a std needs two seeds)", file=sys.stderr)
+        return 2
+    if arguments.update:
+        command = " ".join(["python reproduce/regress.py", *argv])
+        for name in names:
+            path = update(registered[name], arguments.seeds, command, arguments.expectations)
+            print(f"wrote {path}")
+        return 0
+    results = []
+    for name in names:
+        result = check(registered[name], arguments.expectations)
+        results.append(result)
+    rows = [row for result in results for row in deviation_rows(result)]
+    headers = ["experiment", "quantity", "expected", "got", "Δ", "tolerance", "|Δ|/tol", ""]
+    print(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
+    failed = [result for result in results if not result.passed]
+    for result in failed:
+        print("\n" + result.message(), file=sys.stderr)
+    return 1 if failed else 0
+
+
+# --------------------------------------------------------------------------------------------
+# The README's results section
+# --------------------------------------------------------------------------------------------
+
+README_BEGIN = "<!-- results:begin -->"
+README_END = "<!-- results:end -->"
+README_COMMAND = "python reproduce/report.py --readme"
+README_PRESET = "full"
+PLOT_LINKS = (
+    ("metric vs batch", "plots/metric_vs_batch.png"),
+    ("lr schedules", "plots/lr_schedules.png"),
+    ("learning curves", "plots/learning_curves.png"),
+)
+
+
+class StaleReport(ValueError):
+    """A results folder's generated files are missing or older than its records."""
+
+
+def folders_with_records(results_root: Path, preset: str = README_PRESET) -> list[Path]:
+    """Every ``<results_root>/*/<preset>`` whose runs/ holds at least one record."""
+    return sorted(
+        runs.parent
+        for runs in Path(results_root).glob(f"*/{preset}/runs")
+        if any(not path.name.endswith(".tmp") for path in runs.glob("*.json"))
+    )
+
+
+def _section(text: str, heading_prefix: str) -> tuple[str, str]:
+    """The markdown section whose heading starts with ``heading_prefix``, without its heading."""
+    lines = text.splitlines()
+    starts = [index for index, line in enumerate(lines) if line.startswith(heading_prefix)]
+    if not starts:
+        raise StaleReport(f"no section {heading_prefix!r}")
+    body = []
+    for line in lines[starts[0] + 1 :]:
+        if line.startswith("## "):
+            break
+        body.append(line)
+    return lines[starts[0]].lstrip("# ").strip(), "\n".join(body).strip()
+
+
+def _generated(folder: Path) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """summary.json, paper_diff.json and tables.md of ``folder``, checked against its records."""
+    try:
+        summary = json.loads((folder / report.REPORT_FILES["summary"]).read_text("utf-8"))
+        diff = json.loads((folder / report.REPORT_FILES["paper_diff_json"]).read_text("utf-8"))
+        tables = (folder / report.REPORT_FILES["tables"]).read_text("utf-8")
+    except FileNotFoundError as error:
+        raise StaleReport(f"{folder}: generated file missing ({error.filename})") from None
+    current = report.provenance(report._read_runs(folder))["records_sha256"]
+    if summary["provenance"]["records_sha256"] != current:
+        raise StaleReport(f"{folder}: its generated files are older than its run records")
+    return summary, diff, tables
+
+
+def _join(values: Sequence[str]) -> str:
+    return ", ".join(f"`{value}`" for value in values) or report.NOT_RECORDED
+
+
+def _folder_section(folder: Path, link: str) -> str:
+    summary, diff, tables = _generated(folder)
+    provenance = summary["provenance"]
+    heading, metric_table = _section(tables, "## Final test ")
+    verdicts = summary["paper_diff"]["verdicts"]
+    counts = ", ".join(f"{verdict} {count}" for verdict, count in verdicts.items() if count)
+    rows = [
+        [
+            row["kind"],
+            report._md(row["what"]),
+            str(row["batch_size"]),
+            report._md(row["method"]),
+            report._target_cell(row),
+            report._ours_cell(row),
+            row["verdict"],
+        ]
+        for row in diff["rows"]
+        if row["kind"] in ("target", "claim")
+    ]
+    verdict_table = (
+        tabulate(
+            rows,
+            headers=["kind", "what", "batch", "method", "target", "ours", "verdict"],
+            tablefmt="github",
+            disable_numparse=True,
+        )
+        if rows
+        else "No targets or claims are defined for this experiment."
+    )
+    dates = " to ".join(provenance["dates"]) or report.NOT_RECORDED
+    files = " · ".join(
+        [
+            f"[tables]({link}/tables.md)",
+            f"[paper diff]({link}/paper_diff.md)",
+            f"[speedup]({link}/speedup.md)",
+            *[f"[{label}]({link}/{path})" for label, path in PLOT_LINKS],
+        ]
+    )
+    return "\n".join(
+        [
+            f"### {summary['experiment']} / {summary['preset']}",
+            "",
+            f"**{heading}**",
+            "",
+            metric_table,
+            "",
+            f"**Paper diff** (verdicts of the targets and claims: {counts or 'none'}; "
+            f"verified targets and claims missed: **{diff['missed_verified']}**)",
+            "",
+            verdict_table,
+            "",
+            f"Files: {files}",
+            "",
+            f"Provenance, from the {provenance['n_records']} run records' env: commit "
+            f"{_join(provenance['git_commits'])}; run dates {dates}; device "
+            f"{_join(provenance['device_names'])}; torch {_join(provenance['torch'])}; command "
+            f"{_join(provenance['commands'])}.",
+        ]
+    )
+
+
+def readme_results_section(results_root: Path, link_prefix: str = "results") -> str:
+    """The README's results section (markers excluded), generated from the report files of every
+    ``results/*/full`` folder with records. Links start with ``link_prefix`` (the results folder
+    as seen from the README). Raises StaleReport when a folder's report is missing or stale."""
+    results_root = Path(results_root)
+    folders = folders_with_records(results_root)
+    intro = f"<!-- Generated by `{README_COMMAND}` from results/*/{README_PRESET}: do not edit. -->"
+    if not folders:
+        body = (
+            f"No {README_PRESET}-preset results are recorded yet: no `results/*/{README_PRESET}/"
+            f"runs/` folder holds a run record. Once a {README_PRESET} sweep's records are "
+            f"committed, `{README_COMMAND}` fills this section from them."
+        )
+        return f"{intro}\n{body}"
+    sections = [
+        _folder_section(folder, f"{link_prefix}/{folder.relative_to(results_root).as_posix()}")
+        for folder in folders
+    ]
+    return intro + "\n" + "\n\n".join(sections)
+
+
+def replace_readme_section(readme: str, section: str) -> str:
+    """``readme`` with the text between the markers replaced by ``section``."""
+    begin, end = readme.find(README_BEGIN), readme.find(README_END)
+    if begin < 0 or end < begin:
+        raise ValueError(f"the README lacks the markers {README_BEGIN} ... {README_END}")
+    return readme[: begin + len(README_BEGIN)] + "\n" + section + "\n" + readme[end:]
