@@ -306,7 +306,13 @@ def main_tune(argv: Sequence[str] | None = None) -> int:
 
 
 def main_report(argv: Sequence[str] | None = None) -> int:
-    """reproduce/report.py: regenerate every table and plot from the run records."""
+    """reproduce/report.py: regenerate every table and plot from the run records; optionally
+    print the paper diff as JSON, fail on a missed verified target, or regenerate (or check) the
+    README's results section."""
+    import os
+
+    from . import regression
+    from .io import atomic_write_text
     from .report import write_report
 
     parser = argparse.ArgumentParser(
@@ -320,7 +326,57 @@ def main_report(argv: Sequence[str] | None = None) -> int:
         help="result folders (default: every results/*/* with runs/)",
     )
     parser.add_argument("--results", type=Path, default=Path("results"), help="results root")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print each folder's paper-diff summary (from its paper_diff.json) as JSON",
+    )
+    parser.add_argument(
+        "--fail-on-missed",
+        action="store_true",
+        help="exit 1 if any verified target or claim is missed, naming them",
+    )
+    readme = parser.add_mutually_exclusive_group()
+    readme.add_argument(
+        "--readme",
+        action="store_true",
+        help="also rewrite the README's results section from every results/*/full",
+    )
+    readme.add_argument(
+        "--check-readme",
+        action="store_true",
+        help="write nothing; exit 1 if the README's results section is not what --readme writes",
+    )
+    parser.add_argument(
+        "--readme-file", type=Path, help="the README (default: README.md beside the results root)"
+    )
     arguments = parser.parse_args(argv)
+    readme_file = arguments.readme_file or arguments.results.parent / "README.md"
+    link_prefix = Path(os.path.relpath(arguments.results, readme_file.parent)).as_posix()
+
+    def generated_readme() -> str:
+        section = regression.readme_results_section(arguments.results, link_prefix)
+        return regression.replace_readme_section(readme_file.read_text("utf-8"), section)
+
+    if arguments.check_readme:
+        if arguments.folders or arguments.json or arguments.fail_on_missed:
+            print("error: --check-readme writes nothing and takes no other option", file=sys.stderr)
+            return USAGE_ERROR
+        try:
+            fresh = generated_readme()
+        except (regression.StaleReport, ValueError, OSError) as error:
+            print(f"error: {error}; run `{regression.README_COMMAND}`", file=sys.stderr)
+            return 1
+        if fresh != readme_file.read_text("utf-8"):
+            print(
+                f"error: the results section of {readme_file} is stale; regenerate it with "
+                f"`{regression.README_COMMAND}` and commit it",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{readme_file}: results section up to date")
+        return 0
+
     folders = arguments.folders or sorted(
         path.parent for path in arguments.results.glob("*/*/runs") if path.is_dir()
     )
@@ -329,6 +385,9 @@ def main_report(argv: Sequence[str] | None = None) -> int:
         if not (folder / "runs").is_dir():
             print(f"error: {folder} has no runs/ folder of records", file=sys.stderr)
             return USAGE_ERROR
+    log = sys.stderr if arguments.json else sys.stdout  # with --json, stdout is the JSON alone
+    missed_keys = ("kind", "what", "method", "batch_size", "target", "tolerance", "ours", "source")
+    summaries = []
     for folder in folders:
         record_files = sorted((folder / "runs").glob("*.json"))
         if not record_files:
@@ -340,5 +399,49 @@ def main_report(argv: Sequence[str] | None = None) -> int:
             return USAGE_ERROR
         experiment = registered[name]
         paths = write_report(folder, experiment.targets, experiment.claims, experiment.band_floor)
-        print(f"{folder}: wrote {', '.join(sorted(p.name for p in paths.values()))}")
+        print(f"{folder}: wrote {', '.join(sorted(p.name for p in paths.values()))}", file=log)
+        diff = json.loads(paths["paper_diff_json"].read_text(encoding="utf-8"))
+        summary = json.loads(paths["summary"].read_text(encoding="utf-8"))
+        summaries.append(
+            {
+                "folder": folder.as_posix(),
+                "experiment": diff["experiment"],
+                "preset": diff["preset"],
+                "primary_metric": diff["primary_metric"],
+                "mode": diff["mode"],
+                "verdicts": summary["paper_diff"]["verdicts"],
+                "missed_verified": diff["missed_verified"],
+                # the rows report.missed_verified counts: targets and claims judged "missed"
+                "missed": [
+                    {key: row[key] for key in missed_keys}
+                    for row in diff["rows"]
+                    if row["kind"] in ("target", "claim") and row["verdict"] == "missed"
+                ],
+            }
+        )
+    if arguments.readme:
+        try:
+            atomic_write_text(readme_file, generated_readme())
+        except (regression.StaleReport, ValueError, OSError) as error:
+            print(f"error: README not written: {error}", file=sys.stderr)
+            return 1
+        print(f"{readme_file}: results section regenerated", file=log)
+    missed_total = sum(summary["missed_verified"] for summary in summaries)
+    if arguments.json:
+        print(
+            json.dumps(
+                {"folders": summaries, "missed_verified": missed_total}, indent=1, sort_keys=True
+            )
+        )
+    if arguments.fail_on_missed and missed_total:
+        print(f"error: {missed_total} verified target(s) or claim(s) missed:", file=sys.stderr)
+        for summary in summaries:
+            for row in summary["missed"]:
+                print(
+                    f"  {summary['folder']}: {row['kind']} {row['what']!r} ({row['method']}, "
+                    f"batch {row['batch_size']}): ours {row['ours']} vs {row['target']} "
+                    f"± {row['tolerance']} ({row['source']})",
+                    file=sys.stderr,
+                )
+        return 1
     return 0

@@ -627,7 +627,7 @@ def _folder_section(folder: Path, link: str) -> str:
             f"Files: {files}",
             "",
             f"Provenance, from the {provenance['n_records']} run records' env: commit "
-            f"{_join(provenance['git_commits'])}; run dates {dates}; device "
+            f"{_join(provenance['git_commits'])}; run dates {dates}; hardware "
             f"{_join(provenance['device_names'])}; torch {_join(provenance['torch'])}; command "
             f"{_join(provenance['commands'])}.",
         ]

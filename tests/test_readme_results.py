@@ -1,0 +1,174 @@
+"""The README's results section is generated from results/ and fresh, and reproduce/report.py's
+machine-readable summary (--json) and exit status (--fail-on-missed) report missed targets.
+
+Records built here are synthetic (tests/test_report.py's factory) except in the end-to-end test,
+which runs a real smoke sweep."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_report import make_record, write_records
+
+from reproduce.harness.cli import main, main_report
+from reproduce.harness.regression import (
+    README_BEGIN,
+    README_COMMAND,
+    README_END,
+    StaleReport,
+    readme_results_section,
+    replace_readme_section,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tracked_results(tmp_path: Path) -> Path:
+    """A copy of the results/ files git tracks: a sweep may be writing records nobody has
+    committed yet, and the README describes the committed results. Outside a git checkout,
+    results/ as it is."""
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--", "results"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return REPO / "results"
+    for name in filter(None, listed.split("\0")):
+        if (REPO / name).is_file():
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, tmp_path / name)
+    (tmp_path / "results").mkdir(exist_ok=True)
+    return tmp_path / "results"
+
+
+def test_the_readme_results_section_is_fresh(tmp_path):
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    try:
+        section = readme_results_section(tracked_results(tmp_path), link_prefix="results")
+    except StaleReport as error:
+        pytest.fail(f"{error}: run `{README_COMMAND}`, then commit results/ and README.md")
+    assert readme == replace_readme_section(readme, section), (
+        f"README.md's results section is stale: run `{README_COMMAND}` and commit README.md "
+        "(only results/ files tracked by git count)"
+    )
+
+
+# ---------------------------------------------------------------------------------- fixtures
+
+
+def mnist_record(method: str, batch_size: int, seed: int, value: float | None, **kwargs):
+    """A record of a registered experiment (report.py refuses unknown ones), full preset."""
+    record = make_record(method, batch_size, seed, value, **kwargs)
+    return {**record, "experiment": "mnist_lstm", "preset": "full"}
+
+
+def mnist_sweep(date_at_x64: float) -> list[dict]:
+    """Base batch 128 over three seeds, and DATE at 8192 (the x64 of mnist_lstm's claim)."""
+    records = [mnist_record("date", 128, seed, 0.980 + 0.001 * seed) for seed in range(3)]
+    records += [mnist_record("date", 8192, seed, date_at_x64) for seed in range(3)]
+    return records
+
+
+def readme_with_markers(path: Path) -> Path:
+    path.write_text(f"# Title\n\nbefore\n\n{README_BEGIN}\nold text\n{README_END}\n\nafter\n")
+    return path
+
+
+def report_args(root: Path, readme: Path, *extra: str) -> list[str]:
+    return ["--results", str(root / "results"), "--readme-file", str(readme), *extra]
+
+
+# ------------------------------------------------------------------------ --readme / --check
+
+
+def test_readme_is_regenerated_from_the_full_results_and_checked(tmp_path, capsys):
+    folder = write_records(tmp_path / "results" / "mnist_lstm" / "full", mnist_sweep(0.979))
+    write_records(tmp_path / "results" / "mnist_lstm" / "quick", mnist_sweep(0.5))
+    readme = readme_with_markers(tmp_path / "README.md")
+
+    assert main_report(report_args(tmp_path, readme, "--check-readme")) == 1
+    assert README_COMMAND in capsys.readouterr().err
+    assert main_report(report_args(tmp_path, readme, "--readme")) == 0
+    text = readme.read_text()
+    assert text.startswith("# Title\n\nbefore\n\n") and text.endswith("\n\nafter\n")
+    assert "old text" not in text
+    assert "### mnist_lstm / full" in text and "mnist_lstm / quick" not in text
+    assert "| 8192" in text  # the metric table, from tables.md
+    assert "verified targets and claims missed: **0**" in text
+    assert "[tables](results/mnist_lstm/full/tables.md)" in text
+    assert "(results/mnist_lstm/full/plots/metric_vs_batch.png)" in text
+    for provenance in ("c0ffee1234", "Test CPU 9000", "python reproduce/run.py toy --preset"):
+        assert provenance in text  # from the records' env, never typed
+    assert main_report(report_args(tmp_path, readme, "--check-readme")) == 0
+
+    # A record changes and nobody regenerates: both the reports and the README are stale.
+    changed = mnist_record("date", 8192, 0, 0.2)
+    (folder / "runs" / "date_b8192_s0.json").write_text(json.dumps(changed))
+    capsys.readouterr()
+    assert main_report(report_args(tmp_path, readme, "--check-readme")) == 1
+    assert "older than its run records" in capsys.readouterr().err
+    assert main_report(report_args(tmp_path, readme, "--readme")) == 0
+    assert "verified targets and claims missed: **1**" in readme.read_text()
+
+
+def test_with_no_full_results_the_section_says_so(tmp_path):
+    (tmp_path / "results").mkdir()
+    readme = readme_with_markers(tmp_path / "README.md")
+    assert main_report(report_args(tmp_path, readme, "--readme")) == 0
+    text = readme.read_text()
+    assert "No full-preset results are recorded yet" in text
+    assert README_COMMAND in text
+    assert main_report(report_args(tmp_path, readme, "--check-readme")) == 0
+
+
+def test_a_readme_without_markers_is_an_error(tmp_path, capsys):
+    (tmp_path / "results").mkdir()
+    readme = tmp_path / "README.md"
+    readme.write_text("# no markers\n")
+    assert main_report(report_args(tmp_path, readme, "--check-readme")) == 1
+    assert README_BEGIN in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------- --json / --fail-on-missed
+
+
+@pytest.mark.parametrize(("date_at_x64", "missed"), [(0.981, 0), (0.90, 1)])
+def test_json_summary_and_fail_on_missed(tmp_path, capsys, date_at_x64, missed):
+    folder = write_records(tmp_path / "mnist_lstm" / "full", mnist_sweep(date_at_x64))
+    code = main_report([str(folder), "--json", "--fail-on-missed"])
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)  # stdout is the JSON alone
+    diff = json.loads((folder / "paper_diff.json").read_text())
+    assert summary["missed_verified"] == diff["missed_verified"] == missed
+    (entry,) = summary["folders"]
+    assert entry["experiment"] == "mnist_lstm" and len(entry["missed"]) == missed
+    assert code == (1 if missed else 0)
+    if missed:
+        assert "LSTM batch scaled x64 without losing accuracy" in captured.err
+        assert "batch 8192" in captured.err
+    # without --fail-on-missed the same records exit 0
+    assert main_report([str(folder), "--json"]) == 0
+
+
+def test_fail_on_missed_end_to_end_on_a_real_smoke_sweep(tmp_path, capsys):
+    """ptb_small's smoke model is far from Zaremba's and TensorFlow's test perplexities, two
+    verified external references checked at the base batch: both are missed."""
+    out = tmp_path / "ptb_small"
+    argv = ["ptb_small", "--preset", "smoke", "--methods", "date", "--batch-sizes", "20"]
+    assert main([*argv, "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main_report([str(out), "--json", "--fail-on-missed"]) == 1
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    diff = json.loads((out / "paper_diff.json").read_text())
+    assert summary["missed_verified"] == diff["missed_verified"] == 2
+    assert "Zaremba et al. 2014" in captured.err and "ptb_word_lm.py" in captured.err
