@@ -380,10 +380,19 @@ class CheckResult:
         lines += [f"  {problem}" for problem in self.problems]
         lines += [f"  {deviation.describe()}" for deviation in self.exceeded]
         lines.append(
-            f"If the change is intended, regenerate with `{UPDATE_COMMAND} {self.experiment}` "
-            "and commit the updated expectation file, so that the change shows in review."
+            f"To create the file, or to accept an intended change, run `{UPDATE_COMMAND} "
+            f"{self.experiment}` and commit {shown_path(self.path)} so that the change shows in "
+            "review."
         )
         return "\n".join(lines)
+
+
+def shown_path(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it."""
+    try:
+        return Path(path).resolve().relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def check(experiment: Experiment, folder: Path = EXPECTATIONS_DIR) -> CheckResult:
@@ -394,6 +403,12 @@ def check(experiment: Experiment, folder: Path = EXPECTATIONS_DIR) -> CheckResul
         result.problems.append(f"no expectation file at {path}")
         return result
     expectation = load_expectation(path)
+    if expectation.get("version") != EXPECTATION_VERSION:
+        result.problems.append(
+            f"the file has format version {expectation.get('version')!r}, this code reads "
+            f"{EXPECTATION_VERSION}"
+        )
+        return result
     config = regression_config(experiment)
     changed = config_differences(expectation["config"], config.to_dict())
     if changed:
