@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import date
 from date import Recipe
 from reproduce.datasets.mnist import MNIST_MEAN, MNIST_STD, load_mnist
 from reproduce.harness.experiment import Batch, DataBundle, Experiment, Preset, ShuffledExamples
@@ -83,7 +84,6 @@ def evaluate(
 
 
 SWEEP_BATCH_SIZES = (128, 256, 512, 1024, 2048, 4096, 8192)  # x64, the paper's MNIST range
-ALL_METHODS = ("none", "linear", "linear-nowarmup", "sqrt", "sqrt-nowarmup", "date")
 
 # The base recipe at batch 128. Momentum SGD with polynomial decay (the paper's LSTM runs use
 # momentum SGD; it reports trying poly, exponential and multistep decays). The epoch budget is what
@@ -127,7 +127,7 @@ EXPERIMENT = Experiment(
         "full": Preset(
             name="full",
             batch_sizes=SWEEP_BATCH_SIZES,
-            methods=ALL_METHODS,
+            methods=date.METHODS,  # every scaling rule
             base_seeds=3,
         ),
     },

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import date
 from date import Recipe
 from reproduce.datasets.ptb import batchify, load_ptb
 from reproduce.harness.experiment import Batch, DataBundle, Experiment, Preset
@@ -140,7 +141,6 @@ def evaluate(
 
 
 #: Every scaling method of ``date`` (the paper's baselines and DATE), as in mnist_lstm.
-ALL_METHODS = ("none", "linear", "linear-nowarmup", "sqrt", "sqrt-nowarmup", "date")
 #: The paper's LSTM range: the base batch 20 times 1 ... 64.
 SWEEP_BATCH_SIZES = (20, 40, 80, 160, 320, 640, 1280)
 
@@ -257,7 +257,7 @@ EXPERIMENT = Experiment(
         "full": Preset(
             name="full",
             batch_sizes=SWEEP_BATCH_SIZES,
-            methods=ALL_METHODS,
+            methods=date.METHODS,  # every scaling rule
             base_seeds=3,
         ),
     },
