@@ -26,7 +26,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,6 +170,7 @@ class Observation:
 
 
 def build_data(experiment: Experiment, config: RegressionConfig) -> DataBundle:
+    """The data slice of ``config`` (built once and shared by the seeds of an update)."""
     return experiment.build_data(config.data_source, None, config.data)
 
 
@@ -219,6 +220,7 @@ def run_regression(
 
 
 def expectation_path(name: str, folder: Path = EXPECTATIONS_DIR) -> Path:
+    """Where the expectation of experiment ``name`` is stored."""
     return Path(folder) / f"{name}.json"
 
 
@@ -295,6 +297,7 @@ def build_expectation(
 
 
 def load_expectation(path: Path) -> dict[str, Any]:
+    """An expectation file's content."""
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
@@ -425,7 +428,11 @@ def check(experiment: Experiment, folder: Path = EXPECTATIONS_DIR) -> CheckResul
 
 
 def update(
-    experiment: Experiment, seeds: int, command: str, folder: Path = EXPECTATIONS_DIR, log=print
+    experiment: Experiment,
+    seeds: int,
+    command: str,
+    folder: Path = EXPECTATIONS_DIR,
+    log: Callable[[str], None] = print,
 ) -> Path:
     """Run ``seeds`` seeds of the regression config and write the expectation file."""
     config = regression_config(experiment)
