@@ -190,7 +190,7 @@ def mnist_ratios(blocks: int) -> list[Ratio]:
         return experiment.build_model(experiment.model_defaults).train()
 
     batch = recipe.batch_size
-    steps = 7  # per block and side: about a third of one big-batch step
+    steps = 7  # per block and side: short blocks, many of them (SHORT_BLOCKS_FACTOR)
     harness = Side(
         f"harness b{batch}", harness_step(experiment, model(), recipe, train, batch), batch, steps
     )
