@@ -2,20 +2,21 @@
 # The command that made results/mnist_lstm/full: the full preset (all six methods, batch 128 to
 # 8192, 3 seeds at the base batch), run as two single-thread lanes so both cores of a 2-core
 # machine stay busy, then every table and plot regenerated from the records.
-# On a bigger machine `python reproduce/run.py mnist_lstm --preset full` does the same in one lane.
+# Largest batches first, then the base batch's extra seeds (the tolerance band), then the rest:
+# an interrupted sweep has the x64 comparison already. Rerunning skips every recorded run.
+# On a bigger machine `python reproduce/run.py mnist_lstm --preset full` does it all in one lane.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1
 python=${PYTHON:-.venv/bin/python}
-larger=256,512,1024,2048,4096,8192
-run() { "$python" reproduce/run.py mnist_lstm --preset full "$@"; }
-(
-  run --batch-sizes 128 --methods none,linear,sqrt,date
-  run --batch-sizes "$larger" --methods none,linear,linear-nowarmup
-) &
-(
-  run --batch-sizes 128 --methods linear-nowarmup,sqrt-nowarmup
-  run --batch-sizes "$larger" --methods sqrt,sqrt-nowarmup,date
-) &
+run() { "$python" -u reproduce/run.py mnist_lstm --preset full "$@"; }
+lane() {  # $1: the lane's methods at k > 1, $2: its methods at the base batch
+  run --batch-sizes 128 --seeds 1 --methods "$2"
+  run --batch-sizes 8192,4096 --methods "$1"
+  run --batch-sizes 128 --methods "$2"
+  run --batch-sizes 2048,1024,512,256 --methods "$1"
+}
+lane none,linear,linear-nowarmup none,linear,sqrt,date &
+lane sqrt,sqrt-nowarmup,date linear-nowarmup,sqrt-nowarmup &
 wait
 "$python" reproduce/report.py results/mnist_lstm/full
