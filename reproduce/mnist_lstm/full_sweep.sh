@@ -2,8 +2,8 @@
 # The command that made results/mnist_lstm/full: the full preset (all six methods, batch 128 to
 # 8192, 3 seeds at the base batch), run as two single-thread lanes so both cores of a 2-core
 # machine stay busy, then every table and plot regenerated from the records.
-# Largest batches first, then the base batch's extra seeds (the tolerance band), then the rest:
-# an interrupted sweep has the x64 comparison already. Rerunning skips every recorded run.
+# The base batch first (its 3 seeds set the tolerance band), then the largest batches, then the
+# rest: an interrupted sweep already has the x64 comparison. Rerunning skips every recorded run.
 # On a bigger machine `python reproduce/run.py mnist_lstm --preset full` does it all in one lane.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -11,9 +11,8 @@ export OMP_NUM_THREADS=1
 python=${PYTHON:-.venv/bin/python}
 run() { "$python" -u reproduce/run.py mnist_lstm --preset full "$@"; }
 lane() {  # $1: the lane's methods at k > 1, $2: its methods at the base batch
-  run --batch-sizes 128 --seeds 1 --methods "$2"
-  run --batch-sizes 8192,4096 --methods "$1"
   run --batch-sizes 128 --methods "$2"
+  run --batch-sizes 8192,4096 --methods "$1"
   run --batch-sizes 2048,1024,512,256 --methods "$1"
 }
 lane none,linear,linear-nowarmup none,linear,sqrt,date &
