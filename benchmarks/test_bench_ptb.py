@@ -54,6 +54,7 @@ def test_ptb_small_training_step_at_batch_20(benchmark):
     loss = benchmark.pedantic(step, rounds=20, warmup_rounds=2, iterations=1)
     tokens_per_step = BATCH_SIZE * data.bptt
     benchmark.extra_info["tokens_per_step"] = tokens_per_step
-    benchmark.extra_info["tokens_per_second"] = tokens_per_step / benchmark.stats.stats.mean
+    if benchmark.stats is not None:  # None under --benchmark-disable (a plain functional run)
+        benchmark.extra_info["tokens_per_second"] = tokens_per_step / benchmark.stats.stats.mean
     assert math.isfinite(loss)
     assert len(states) == 1  # one micro-batch, its state carried to the next step
