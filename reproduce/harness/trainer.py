@@ -227,13 +227,11 @@ def train(
     """
     context = context or DistributedContext()
     checkpoint = checkpoint or CheckpointPolicy(path=None)
-    seed_everything(seed)
-    module = experiment.build_model(model_config).to(device.torch_device)
+    with context.exclusive():  # XLA replicas that are threads of one process share the RNG
+        seed_everything(seed)
+        module = experiment.build_model(model_config).to(device.torch_device)
     module.train()
-    model: nn.Module = module
-    if context.enabled:
-        device_ids = [device.torch_device.index] if device.kind == "cuda" else None
-        model = nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
+    model = context.data_parallel(module, device)
     optimizer = build_optimizer(module, recipe)
     steps_per_epoch = data.train.steps_per_epoch(recipe.batch_size)
     last_step = total_steps(recipe, steps_per_epoch)
@@ -274,6 +272,7 @@ def train(
             loss, _ = accumulate_gradients(
                 experiment, model, batch, micro_batch_size, states, device, precision
             )
+            context.reduce_gradients(module)
             loss = context.mean(loss)
             run.curves["step"].append(step)
             run.curves["lr"].append(lr)
