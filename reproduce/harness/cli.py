@@ -398,7 +398,13 @@ def main_report(argv: Sequence[str] | None = None) -> int:
             print(f"error: {record_files[0]}: unknown experiment {name!r}", file=sys.stderr)
             return USAGE_ERROR
         experiment = registered[name]
-        paths = write_report(folder, experiment.targets, experiment.claims, experiment.band_floor)
+        paths = write_report(
+            folder,
+            experiment.targets,
+            experiment.claims,
+            experiment.band_floor,
+            command=f"python reproduce/report.py {folder}",
+        )
         print(f"{folder}: wrote {', '.join(sorted(p.name for p in paths.values()))}", file=log)
         diff = json.loads(paths["paper_diff_json"].read_text(encoding="utf-8"))
         summary = json.loads(paths["summary"].read_text(encoding="utf-8"))

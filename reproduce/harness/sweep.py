@@ -294,7 +294,11 @@ def _silent(message: str) -> None:
 def write_report(spec: SweepSpec) -> dict[str, Path]:
     experiment = spec.experiment
     return report.write_report(
-        spec.out_dir, experiment.targets, experiment.claims, experiment.band_floor
+        spec.out_dir,
+        experiment.targets,
+        experiment.claims,
+        experiment.band_floor,
+        command=f"python reproduce/report.py {spec.out_dir}",
     )
 
 
