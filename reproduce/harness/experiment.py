@@ -9,7 +9,7 @@ The trainer never branches on an experiment's name: the real differences between
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -190,8 +190,3 @@ class Experiment:
     def better(self, a: float, b: float) -> bool:
         """Whether metric value ``a`` is better than ``b`` under this experiment's mode."""
         return a > b if self.mode == "max" else a < b
-
-
-def unique_ints(values: Sequence[int]) -> tuple[int, ...]:
-    """Values in order, without repeats."""
-    return tuple(dict.fromkeys(values))

@@ -32,6 +32,7 @@ from .checkpoint import (
 from .devices import Device
 from .distributed import DistributedContext
 from .experiment import Batch, DataBundle, Experiment
+from .targets import meets
 
 EVAL_BATCH_SIZE = 1024
 PRECISIONS = ("fp32", "bf16")
@@ -181,10 +182,6 @@ def choose_micro_batch_size(
     return best
 
 
-def is_better_or_equal(value: float, target: float, mode: str) -> bool:
-    return value >= target if mode == "max" else value <= target
-
-
 @dataclass
 class Progress:
     """What a run has produced so far; saved in checkpoints so a resumed run continues it."""
@@ -309,7 +306,7 @@ def train(
                     and target is not None
                     and target.value is not None
                     and value is not None
-                    and is_better_or_equal(value, target.value, target.mode)
+                    and meets(value, target.value, target.mode)
                 ):
                     run.steps_to_target, run.seconds_to_target = done, run.train_seconds
                 if not all(math.isfinite(v) for v in metrics.values()):
