@@ -59,6 +59,9 @@ def test_smoke_preset_end_to_end(name, tmp_path):
         assert record["model_parameters"] > 0
     for generated in ("tables.md", "paper_diff.md", "paper_diff.json", "speedup.md"):
         assert (out / generated).stat().st_size > 0, generated
+    coverage = json.loads((out / "summary.json").read_text())["coverage"]
+    assert coverage["missing"] == [] and coverage["recorded"] == coverage["planned"] == len(records)
+    assert f"All {len(records)} planned runs" in (out / "tables.md").read_text()
     pngs = list((out / "plots").glob("*.png"))
     assert pngs
     for png in pngs:
@@ -94,6 +97,15 @@ def test_same_recipe_at_base_batch_is_trained_once_and_shared(tmp_path):
     shared = json.loads((out / "runs" / "date_b32_s0.json").read_text())
     assert shared["same_run_as"] == "sqrt_b32_s0.json"
     assert shared["final"] == sqrt["final"] and shared["method"] == "date"
+    # the report says the sweep is partial: the smoke preset's other batches were not run
+    coverage = json.loads((out / "summary.json").read_text())["coverage"]
+    smoke = experiments()["mnist_lstm"].presets["smoke"]
+    others = sorted(b for b in smoke.batch_sizes if b != 32)
+    assert others and coverage["recorded"] == 2
+    assert coverage["missing_by_method"]["date"] == others
+    assert coverage["missing_trained"] == len(smoke.methods) * len(others)
+    assert coverage["mean_train_seconds"] == sqrt["train_seconds"]
+    assert "Partial sweep: 2 of the" in (out / "tables.md").read_text()
 
 
 def test_same_seed_gives_the_same_run(tmp_path):

@@ -475,3 +475,80 @@ def test_atomic_write_keeps_old_file_when_replace_fails(
     monkeypatch.undo()
     assert path.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tables.md"]
+
+
+# --------------------------------------------------------------------------------- coverage
+
+
+class _Recipe:
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.fields = fields
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.fields)
+
+
+class _Planned:
+    """A planned run as report.coverage sees it (sweep.PlannedRun has these attributes)."""
+
+    def __init__(self, method: str, batch_size: int, seed: int = 0, same_run_as: str | None = None):
+        self.method, self.batch_size, self.seed, self.same_run_as = (
+            method,
+            batch_size,
+            seed,
+            same_run_as,
+        )
+        self.recipe = _Recipe(make_record(method, batch_size, seed)["recipe"])
+        self.name = f"{method}_b{batch_size}_s{seed}.json"
+
+
+def _plan() -> list[_Planned]:
+    """date and linear at 128 (shared, k = 1), 1024 and 8192."""
+    return [
+        _Planned("date", BASE),
+        _Planned("linear", BASE, same_run_as="date_b128_s0.json"),
+        *(_Planned(method, batch) for batch in (1024, 8192) for method in ("date", "linear")),
+    ]
+
+
+def test_coverage_counts_missing_runs_and_estimates_their_training_time(tmp_path: Path) -> None:
+    fast = make_record("date", BASE)
+    slow = make_record("date", 1024)
+    fast["train_seconds"], slow["train_seconds"] = 600.0, 1200.0
+    broken = make_record("linear", 8192, status="diverged", value=None)
+    broken["train_seconds"] = 5.0  # diverged runs stop early: not a measure of a run's cost
+    write_records(tmp_path, [fast, slow, broken])
+    cov = report.coverage(report._read_runs(tmp_path), _plan(), "full")
+    assert (cov["planned"], cov["recorded"]) == (6, 3)
+    assert cov["missing_by_method"] == {"linear": [128, 1024], "date": [8192]}
+    # linear at 128 shares date's k = 1 run: only linear@1024 and date@8192 need training
+    assert cov["missing_trained"] == 2
+    assert cov["mean_train_seconds"] == 900.0 and cov["mean_train_seconds_n"] == 2
+    assert cov["estimated_missing_train_hours"] == pytest.approx(2 * 900 / 3600)
+    text = report.coverage_markdown(cov, ["Test CPU 9000"])
+    assert "3 of the 6 planned runs" in text
+    assert "`linear` at 128, 1024; `date` at 8192" in text
+    assert "about 0.5 h on Test CPU 9000" in text
+
+
+def test_coverage_does_not_count_a_record_made_with_another_recipe(tmp_path: Path) -> None:
+    tuned = make_record("date", BASE)
+    tuned["recipe"]["lr"] = 0.4  # e.g. a tuning point: same file name, not the planned run
+    write_records(tmp_path, [tuned])
+    cov = report.coverage(report._read_runs(tmp_path), _plan(), "full")
+    assert cov["recorded"] == 0 and cov["outside_plan"] == ["date_b128_s0.json"]
+    assert cov["mean_train_seconds"] is None
+    text = report.coverage_markdown(cov)
+    assert "0 of the 6 planned runs" in text and "1 record(s) are outside the plan" in text
+    assert " h" not in text.split("outside")[0].split("Not recorded")[1]  # no estimate without data
+
+
+def test_write_report_with_a_plan_writes_a_coverage_section(tmp_path: Path) -> None:
+    write_records(tmp_path, [make_record("date", BASE)])
+    write_report(tmp_path, [], [], 0.0)
+    assert "## Coverage" not in (tmp_path / "tables.md").read_text()
+    assert json.loads((tmp_path / "summary.json").read_text())["coverage"] is None
+    write_report(tmp_path, [], [], 0.0, plan=_plan())
+    assert "**Partial sweep: 1 of the 6 planned runs" in (tmp_path / "tables.md").read_text()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["coverage"]["missing_trained"] == 4  # linear@128 would share date@128

@@ -24,7 +24,14 @@ from .checkpoint import Preempted
 from .devices import DEVICE_KINDS
 from .experiment import PRESET_NAMES, Experiment
 from .registry import experiments, get_experiment
-from .sweep import RunSettings, SweepSpec, plan_runs, resolved_plan_table, run_sweep
+from .sweep import (
+    RunSettings,
+    SweepSpec,
+    plan_runs,
+    preset_plan,
+    resolved_plan_table,
+    run_sweep,
+)
 from .trainer import PRECISIONS
 
 DEFAULT_PRESET = "quick"
@@ -398,12 +405,14 @@ def main_report(argv: Sequence[str] | None = None) -> int:
             print(f"error: {record_files[0]}: unknown experiment {name!r}", file=sys.stderr)
             return USAGE_ERROR
         experiment = registered[name]
+        preset = json.loads(record_files[0].read_text(encoding="utf-8")).get("preset")
         paths = write_report(
             folder,
             experiment.targets,
             experiment.claims,
             experiment.band_floor,
             command=f"python reproduce/report.py {folder}",
+            plan=preset_plan(experiment, preset) if preset in experiment.presets else None,
         )
         print(f"{folder}: wrote {', '.join(sorted(p.name for p in paths.values()))}", file=log)
         diff = json.loads(paths["paper_diff_json"].read_text(encoding="utf-8"))

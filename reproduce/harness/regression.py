@@ -641,6 +641,11 @@ def _folder_section(folder: Path, link: str) -> str:
             "",
             metric_table,
             "",
+            *(
+                [report.coverage_markdown(summary["coverage"], provenance["device_names"]), ""]
+                if summary.get("coverage")
+                else []
+            ),
             f"**Paper diff** (verdicts of the targets and claims: {counts or 'none'}; "
             f"verified targets and claims missed: **{diff['missed_verified']}**)",
             "",

@@ -35,7 +35,7 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tabulate import tabulate
 
@@ -1235,6 +1235,107 @@ def provenance(files: Sequence[RecordFile]) -> dict[str, Any]:
     }
 
 
+class PlannedRun(Protocol):
+    """What the coverage check needs of a planned run (``sweep.PlannedRun`` fits)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def same_run_as(self) -> str | None: ...
+    @property
+    def recipe(self) -> Any: ...  # has to_dict()
+
+
+def coverage(
+    files: Sequence[RecordFile], plan: Sequence[PlannedRun], preset: str
+) -> dict[str, Any]:
+    """Which runs of the preset's plan have a record, which do not, and what the missing ones
+    would cost at the recorded runs' own training time.
+
+    A record counts only if its file name and resolved recipe are the planned ones (a record made
+    with another recipe, e.g. a tuning point, is "outside the plan"). A missing run that shares
+    its recipe with another (k = 1) costs nothing once that run is trained. The estimate is the
+    missing trained runs times the mean ``train_seconds`` of the recorded ok trained runs of the
+    plan: every run of a preset covers the same epochs, so the runs differ mainly in per-example
+    speed at their batch size, which the estimate does not model (it says so).
+    """
+    by_name = {item.path.name: item.record for item in files}
+
+    def recorded(run: PlannedRun) -> bool:
+        record = by_name.get(run.name)
+        # through JSON, as in the record (tuples become lists)
+        planned_recipe = json.loads(json.dumps(run.recipe.to_dict()))
+        return record is not None and record.get("recipe") == planned_recipe
+
+    in_plan = [run for run in plan if recorded(run)]
+    missing = [run for run in plan if not recorded(run)]
+    planned_names = {run.name for run in in_plan}
+    missing_by_method: dict[str, list[int]] = {}
+    for run in missing:
+        batches = missing_by_method.setdefault(run.method, [])
+        if run.batch_size not in batches:
+            batches.append(run.batch_size)
+    missing_trained = sum(1 for run in missing if run.same_run_as is None)
+    seconds = [
+        float(by_name[run.name]["train_seconds"])
+        for run in in_plan
+        if run.same_run_as is None
+        and by_name[run.name]["status"] == "ok"
+        and by_name[run.name].get("same_run_as") is None
+        and _is_finite_number(by_name[run.name].get("train_seconds"))
+    ]
+    mean_seconds = statistics.fmean(seconds) if seconds else None
+    return {
+        "preset": preset,
+        "planned": len(plan),
+        "recorded": len(in_plan),
+        "outside_plan": sorted(name for name in by_name if name not in planned_names),
+        "missing": [run.name for run in missing],
+        "missing_by_method": {method: sorted(b) for method, b in missing_by_method.items()},
+        "missing_trained": missing_trained,
+        "mean_train_seconds": mean_seconds,
+        "mean_train_seconds_n": len(seconds),
+        "estimated_missing_train_hours": (
+            missing_trained * mean_seconds / 3600 if mean_seconds is not None else None
+        ),
+    }
+
+
+def coverage_markdown(cov: Mapping[str, Any], hardware: Sequence[str] = ()) -> str:
+    """One paragraph: recorded / planned, what is missing, and the estimated training time."""
+    preset = f"`{cov['preset']}` preset"
+    if not cov["missing"]:
+        text = f"All {cov['planned']} planned runs of the {preset} are recorded."
+    else:
+        gaps = "; ".join(
+            f"`{method}` at {', '.join(str(b) for b in batches)}"
+            for method, batches in cov["missing_by_method"].items()
+        )
+        text = (
+            f"**Partial sweep: {cov['recorded']} of the {cov['planned']} planned runs of the "
+            f"{preset} are recorded.** Not recorded: {gaps}."
+        )
+        if cov["mean_train_seconds"] is not None:
+            on = f" on {', '.join(hardware)}" if hardware else ""
+            text += (
+                f" Training the {cov['missing_trained']} missing runs would take about "
+                f"{cov['estimated_missing_train_hours']:.1f} h{on}, at the mean training time "
+                f"of the {cov['mean_train_seconds_n']} recorded ok runs "
+                f"({cov['mean_train_seconds'] / 60:.1f} min each; per-batch speed differences "
+                "not modelled)."
+            )
+    if cov["outside_plan"]:
+        text += (
+            f" {len(cov['outside_plan'])} record(s) are outside the plan (another recipe or "
+            "batch): shown in the tables, not counted here."
+        )
+    return text
+
+
 def _provenance_markdown(prov: Mapping[str, Any], command: str) -> str:
     dates = " to ".join(prov["dates"]) if prov["dates"] else NOT_RECORDED
     rows = [
@@ -1278,12 +1379,15 @@ def write_report(
     band_floor: float,
     *,
     command: str = DEFAULT_COMMAND,
+    plan: Sequence[PlannedRun] | None = None,
 ) -> dict[str, Path]:
     """Regenerate every table, plot and summary of `<out_dir>` from `<out_dir>/runs/*.json`.
 
     `targets`/`claims` come from the experiment, `band_floor` is its tolerance-band floor, and
     `command` is what the provenance header names as the regenerating command (the CLI passes its
-    own command line). Writes are atomic and the text output is deterministic. Returns
+    own command line). With `plan` (every run of the records' preset), the tables and summary also
+    say which planned runs are missing and estimate their training time (`coverage`). Writes
+    are atomic and the text output is deterministic. Returns
     {name: path} for the files listed in REPORT_FILES. Raises ValueError on bad or no records.
     """
     out = Path(out_dir)
@@ -1295,6 +1399,8 @@ def write_report(
     band = tolerance_band(records, info.base_batch_size, band_floor)
     prov = provenance(files)
     head = _provenance_markdown(prov, command)
+    cov = coverage(files, plan, info.preset) if plan is not None else None
+    cov_text = "\n\n## Coverage\n\n" + coverage_markdown(cov, prov["device_names"]) if cov else ""
     paths = {name: out / relative for name, relative in REPORT_FILES.items()}
 
     tables = (
@@ -1304,6 +1410,7 @@ def write_report(
         + "Mean ± sample std over ok seeds (n = ok seeds); k = batch / base batch "
         + f"{info.base_batch_size}.\n\n"
         + metric_table(records)
+        + cov_text
         + "\n\n## Tolerance band\n\n"
         + band.describe()
         + "\n\n## Resolved recipes (first seed of each cell)\n\n"
@@ -1372,6 +1479,7 @@ def write_report(
         "targets": [target.to_dict() for target in targets],
         "claims": [claim.to_dict() for claim in claims],
         "provenance": prov,
+        "coverage": cov,
         "files": {name: relative for name, relative in REPORT_FILES.items()},
     }
     atomic_write_text(paths["summary"], _json_text(summary))

@@ -124,6 +124,21 @@ def plan_runs(spec: SweepSpec) -> list[PlannedRun]:
     return planned
 
 
+def preset_plan(experiment: Experiment, preset: str) -> list[PlannedRun]:
+    """Every run of ``preset`` as the preset defines it (its methods, batches and seeds, no
+    overrides): what a report checks a results folder's coverage against."""
+    settings = experiment.presets[preset]
+    return plan_runs(
+        SweepSpec(
+            experiment=experiment,
+            preset=preset,
+            methods=settings.methods,
+            batch_sizes=settings.batch_sizes,
+            seeds=settings.seeds,
+        )
+    )
+
+
 def run_key(spec: SweepSpec, run: PlannedRun) -> str:
     """What determines this run's result: a changed recipe, model or data config retrains it."""
     return config_key(
@@ -299,6 +314,7 @@ def write_report(spec: SweepSpec) -> dict[str, Path]:
         experiment.claims,
         experiment.band_floor,
         command=f"python reproduce/report.py {spec.out_dir}",
+        plan=preset_plan(experiment, spec.preset),
     )
 
 
