@@ -145,3 +145,16 @@ def test_data_path_is_reported(tmp_path):
     record = json.loads((out / "runs" / "date_b32_s0.json").read_text())
     assert record["data"]["source"] == "local"
     assert record["data"]["train"] == 512
+
+
+def test_without_a_terminal_each_evaluation_is_logged_and_quiet_silences_it(tmp_path, capsys):
+    argv = ["mnist_lstm", "--preset", "smoke", "--methods", "date", "--batch-sizes", "32"]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if " step " in line]
+    record = json.loads((tmp_path / "a" / "runs" / "date_b32_s0.json").read_text())
+    assert len(lines) == len(record["evals"]) > 0  # one line per evaluation, under pytest's pipe
+    last = record["evals"][-1]
+    assert f"step {last['step']}/{record['total_steps']}" in lines[-1]
+    assert f"accuracy={last['metrics']['accuracy']:.4g}" in lines[-1]
+    assert main([*argv, "--out", str(tmp_path / "b"), "--quiet"]) == 0
+    assert " step " not in capsys.readouterr().err

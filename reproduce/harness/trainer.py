@@ -251,11 +251,15 @@ def train(
     stream = data.train.stream(
         recipe.batch_size, seed, start_step=run.step, shard=(context.rank, context.world_size)
     )
+    show_bar = progress and context.is_main and sys.stderr.isatty()
+    # Without a terminal (nohup, CI, a batch scheduler's log) there is no bar: a line per
+    # evaluation instead, so a long run's log shows where it is and how it is doing.
+    log_evals = progress and context.is_main and not show_bar
     bar = tqdm(
         total=last_step,
         initial=run.step,
         desc=description,
-        disable=not progress or not context.is_main or not sys.stderr.isatty(),
+        disable=not show_bar,
         leave=False,
         dynamic_ncols=True,
     )
@@ -309,6 +313,15 @@ def train(
                     and meets(value, target.value, target.mode)
                 ):
                     run.steps_to_target, run.seconds_to_target = done, run.train_seconds
+                if log_evals:
+                    shown = " ".join(f"{key}={value:.4g}" for key, value in metrics.items())
+                    print(
+                        f"{description} step {done}/{last_step} epoch {done / steps_per_epoch:.2f}"
+                        f" lr {lr:.3g} train loss {loss:.4g} | valid {shown} | "
+                        f"{examples / run.train_seconds:.0f} examples/s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 if not all(math.isfinite(v) for v in metrics.values()):
                     status, diverged_at = "diverged", step
                     break
