@@ -158,3 +158,30 @@ def test_without_a_terminal_each_evaluation_is_logged_and_quiet_silences_it(tmp_
     assert f"accuracy={last['metrics']['accuracy']:.4g}" in lines[-1]
     assert main([*argv, "--out", str(tmp_path / "b"), "--quiet"]) == 0
     assert " step " not in capsys.readouterr().err
+
+
+FULL_SWEEP_SCRIPTS = sorted(Path(__file__).parents[1].glob("reproduce/*/full_sweep.sh"))
+
+
+@pytest.mark.parametrize("script", FULL_SWEEP_SCRIPTS, ids=lambda path: path.parent.name)
+def test_full_sweep_script_covers_the_full_preset(script):
+    """Each lane's `run --batch-sizes B --methods "$1"|"$2"` lines, applied to the `lane K BASE`
+    calls, give every (method, batch) of the full preset, for the script's own experiment."""
+    import re
+
+    import date
+
+    text = script.read_text()
+    name = script.parent.name
+    assert re.search(rf"reproduce/run\.py {name} --preset full", text)
+    runs = re.findall(r'run --batch-sizes ([\d,]+) --methods "\$(\d)"', text)
+    lanes = re.findall(r"^lane ([\w,-]+) ([\w,-]+) &$", text, flags=re.MULTILINE)
+    assert runs and lanes
+    covered = set()
+    for lane_methods in lanes:
+        for batches, argument in runs:
+            for method in lane_methods[int(argument) - 1].split(","):
+                covered |= {(date.canonical_method(method), int(b)) for b in batches.split(",")}
+    full = experiments()[name].presets["full"]
+    assert covered == {(m, b) for m in full.methods for b in full.batch_sizes}
+    assert f"reproduce/report.py results/{name}/full" in text
