@@ -15,7 +15,7 @@ import pytest
 from test_report import make_record, write_records
 
 from reproduce.harness.cli import main, main_report
-from reproduce.harness.regression import (
+from reproduce.harness.readme_results import (
     README_BEGIN,
     README_COMMAND,
     README_END,

@@ -518,7 +518,7 @@ def test_coverage_counts_missing_runs_and_estimates_their_training_time(tmp_path
     broken = make_record("linear", 8192, status="diverged", value=None)
     broken["train_seconds"] = 5.0  # diverged runs stop early: not a measure of a run's cost
     write_records(tmp_path, [fast, slow, broken])
-    cov = report.coverage(report._read_runs(tmp_path), _plan(), "full")
+    cov = report.coverage(report.read_record_files(tmp_path), _plan(), "full")
     assert (cov["planned"], cov["recorded"]) == (6, 3)
     assert cov["missing_by_method"] == {"linear": [128, 1024], "date": [8192]}
     # linear at 128 shares date's k = 1 run: only linear@1024 and date@8192 need training
@@ -535,7 +535,7 @@ def test_coverage_does_not_count_a_record_made_with_another_recipe(tmp_path: Pat
     tuned = make_record("date", BASE)
     tuned["recipe"]["lr"] = 0.4  # e.g. a tuning point: same file name, not the planned run
     write_records(tmp_path, [tuned])
-    cov = report.coverage(report._read_runs(tmp_path), _plan(), "full")
+    cov = report.coverage(report.read_record_files(tmp_path), _plan(), "full")
     assert cov["recorded"] == 0 and cov["outside_plan"] == ["date_b128_s0.json"]
     assert cov["mean_train_seconds"] is None
     text = report.coverage_markdown(cov)

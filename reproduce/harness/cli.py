@@ -318,7 +318,7 @@ def main_report(argv: Sequence[str] | None = None) -> int:
     README's results section."""
     import os
 
-    from . import regression
+    from . import readme_results
     from .io import atomic_write_text
     from .report import write_report
 
@@ -362,8 +362,8 @@ def main_report(argv: Sequence[str] | None = None) -> int:
     link_prefix = Path(os.path.relpath(arguments.results, readme_file.parent)).as_posix()
 
     def generated_readme() -> str:
-        section = regression.readme_results_section(arguments.results, link_prefix)
-        return regression.replace_readme_section(readme_file.read_text("utf-8"), section)
+        section = readme_results.readme_results_section(arguments.results, link_prefix)
+        return readme_results.replace_readme_section(readme_file.read_text("utf-8"), section)
 
     if arguments.check_readme:
         if arguments.folders or arguments.json or arguments.fail_on_missed:
@@ -371,13 +371,13 @@ def main_report(argv: Sequence[str] | None = None) -> int:
             return USAGE_ERROR
         try:
             fresh = generated_readme()
-        except (regression.StaleReport, ValueError, OSError) as error:
-            print(f"error: {error}; run `{regression.README_COMMAND}`", file=sys.stderr)
+        except (readme_results.StaleReport, ValueError, OSError) as error:
+            print(f"error: {error}; run `{readme_results.README_COMMAND}`", file=sys.stderr)
             return 1
         if fresh != readme_file.read_text("utf-8"):
             print(
                 f"error: the results section of {readme_file} is stale; regenerate it with "
-                f"`{regression.README_COMMAND}` and commit it",
+                f"`{readme_results.README_COMMAND}` and commit it",
                 file=sys.stderr,
             )
             return 1
@@ -437,7 +437,7 @@ def main_report(argv: Sequence[str] | None = None) -> int:
     if arguments.readme:
         try:
             atomic_write_text(readme_file, generated_readme())
-        except (regression.StaleReport, ValueError, OSError) as error:
+        except (readme_results.StaleReport, ValueError, OSError) as error:
             print(f"error: README not written: {error}", file=sys.stderr)
             return 1
         print(f"{readme_file}: results section regenerated", file=log)

@@ -8,10 +8,6 @@ number measured from the seed-to-seed spread: K seeds of the same config are run
 ``tolerance = max(k_sigma * sample std, floor)``. tests/test_regression.py reruns the fixed seed
 and fails when a number moves beyond its tolerance; ``python reproduce/regress.py --update``
 regenerates the file on purpose, so that the change shows in review.
-
-README. The results section of the README (between ``README_BEGIN`` and ``README_END``) is
-generated from the report files of every ``results/*/full`` folder that has records
-(``readme_results_section``), so a stale section is detected by comparing it with a fresh one.
 """
 
 from __future__ import annotations
@@ -36,7 +32,6 @@ from tabulate import tabulate
 
 from date import Recipe
 
-from . import report
 from .devices import cpu_model, resolve_device
 from .experiment import DataBundle, Experiment
 from .io import atomic_write_json
@@ -533,158 +528,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     for result in failed:
         print("\n" + result.message(), file=sys.stderr)
     return 1 if failed else 0
-
-
-# --------------------------------------------------------------------------------------------
-# The README's results section
-# --------------------------------------------------------------------------------------------
-
-README_BEGIN = "<!-- results:begin -->"
-README_END = "<!-- results:end -->"
-README_COMMAND = "python reproduce/report.py --readme"
-README_PRESET = "full"
-PLOT_LINKS = (
-    ("metric vs batch", "plots/metric_vs_batch.png"),
-    ("lr schedules", "plots/lr_schedules.png"),
-    ("learning curves", "plots/learning_curves.png"),
-)
-
-
-class StaleReport(ValueError):
-    """A results folder's generated files are missing or older than its records."""
-
-
-def folders_with_records(results_root: Path, preset: str = README_PRESET) -> list[Path]:
-    """Every ``<results_root>/*/<preset>`` whose runs/ holds at least one record."""
-    return sorted(
-        runs.parent
-        for runs in Path(results_root).glob(f"*/{preset}/runs")
-        if any(not path.name.endswith(".tmp") for path in runs.glob("*.json"))
-    )
-
-
-def _section(text: str, heading_prefix: str) -> tuple[str, str]:
-    """The markdown section whose heading starts with ``heading_prefix``, without its heading."""
-    lines = text.splitlines()
-    starts = [index for index, line in enumerate(lines) if line.startswith(heading_prefix)]
-    if not starts:
-        raise StaleReport(f"no section {heading_prefix!r}")
-    body = []
-    for line in lines[starts[0] + 1 :]:
-        if line.startswith("## "):
-            break
-        body.append(line)
-    return lines[starts[0]].lstrip("# ").strip(), "\n".join(body).strip()
-
-
-def _generated(folder: Path) -> tuple[dict[str, Any], dict[str, Any], str]:
-    """summary.json, paper_diff.json and tables.md of ``folder``, checked against its records."""
-    try:
-        summary = json.loads((folder / report.REPORT_FILES["summary"]).read_text("utf-8"))
-        diff = json.loads((folder / report.REPORT_FILES["paper_diff_json"]).read_text("utf-8"))
-        tables = (folder / report.REPORT_FILES["tables"]).read_text("utf-8")
-    except FileNotFoundError as error:
-        raise StaleReport(f"{folder}: generated file missing ({error.filename})") from None
-    current = report.provenance(report._read_runs(folder))["records_sha256"]
-    if summary["provenance"]["records_sha256"] != current:
-        raise StaleReport(f"{folder}: its generated files are older than its run records")
-    return summary, diff, tables
-
-
-def _join(values: Sequence[str]) -> str:
-    return ", ".join(f"`{value}`" for value in values) or report.NOT_RECORDED
-
-
-def _folder_section(folder: Path, link: str) -> str:
-    summary, diff, tables = _generated(folder)
-    provenance = summary["provenance"]
-    heading, metric_table = _section(tables, "## Final test ")
-    verdicts = summary["paper_diff"]["verdicts"]
-    counts = ", ".join(f"{verdict} {count}" for verdict, count in verdicts.items() if count)
-    rows = [
-        [
-            row["kind"],
-            report._md(row["what"]),
-            str(row["batch_size"]),
-            report._md(row["method"]),
-            report._target_cell(row),
-            report._ours_cell(row),
-            row["verdict"],
-        ]
-        for row in diff["rows"]
-        if row["kind"] in ("target", "claim")
-    ]
-    verdict_table = (
-        tabulate(
-            rows,
-            headers=["kind", "what", "batch", "method", "target", "ours", "verdict"],
-            tablefmt="github",
-            disable_numparse=True,
-        )
-        if rows
-        else "No targets or claims are defined for this experiment."
-    )
-    dates = " to ".join(provenance["dates"]) or report.NOT_RECORDED
-    files = " · ".join(
-        [
-            f"[tables]({link}/tables.md)",
-            f"[paper diff]({link}/paper_diff.md)",
-            f"[speedup]({link}/speedup.md)",
-            *[f"[{label}]({link}/{path})" for label, path in PLOT_LINKS],
-        ]
-    )
-    return "\n".join(
-        [
-            f"### {summary['experiment']} / {summary['preset']}",
-            "",
-            f"**{heading}**",
-            "",
-            metric_table,
-            "",
-            *(
-                [report.coverage_markdown(summary["coverage"], provenance["device_names"]), ""]
-                if summary.get("coverage")
-                else []
-            ),
-            f"**Paper diff** (verdicts of the targets and claims: {counts or 'none'}; "
-            f"verified targets and claims missed: **{diff['missed_verified']}**)",
-            "",
-            verdict_table,
-            "",
-            f"Files: {files}",
-            "",
-            f"Provenance, from the {provenance['n_records']} run records' env: commit "
-            f"{_join(provenance['git_commits'])}; run dates {dates}; hardware "
-            f"{_join(provenance['device_names'])}; torch {_join(provenance['torch'])}; command "
-            f"{_join(provenance['commands'])}.",
-        ]
-    )
-
-
-def readme_results_section(results_root: Path, link_prefix: str = "results") -> str:
-    """The README's results section (markers excluded), generated from the report files of every
-    ``results/*/full`` folder with records. Links start with ``link_prefix`` (the results folder
-    as seen from the README). Raises StaleReport when a folder's report is missing or stale."""
-    results_root = Path(results_root)
-    folders = folders_with_records(results_root)
-    intro = f"<!-- Generated by `{README_COMMAND}` from results/*/{README_PRESET}: do not edit. -->"
-    if not folders:
-        body = (
-            f"No {README_PRESET}-preset results are recorded yet: no `results/*/{README_PRESET}/"
-            f"runs/` folder holds a run record. Once a {README_PRESET} sweep's records are "
-            f"committed, `{README_COMMAND}` fills this section from them."
-        )
-        return f"{intro}\n{body}"
-    sections = [
-        _folder_section(folder, f"{link_prefix}/{folder.relative_to(results_root).as_posix()}")
-        for folder in folders
-    ]
-    return intro + "\n" + "\n\n".join(sections)
-
-
-def replace_readme_section(readme: str, section: str) -> str:
-    """``readme`` with the text between the markers replaced by ``section``."""
-    begin, end = readme.find(README_BEGIN), readme.find(README_END)
-    if begin < 0 or end < begin:
-        raise ValueError(f"the README lacks the markers {README_BEGIN} ... {README_END}")
-    return readme[: begin + len(README_BEGIN)] + "\n" + section + "\n" + readme[end:]

@@ -197,7 +197,7 @@ def validate_record(record: Any, where: str = "record") -> None:
         raise ValueError(f"{where}: time_to_target needs metric, value and mode, got {target!r}")
 
 
-def _read_runs(out_dir: str | os.PathLike[str]) -> list[RecordFile]:
+def read_record_files(out_dir: str | os.PathLike[str]) -> list[RecordFile]:
     runs_dir = Path(out_dir) / "runs"
     if not runs_dir.is_dir():
         raise FileNotFoundError(f"no runs/ directory in {out_dir}")
@@ -232,7 +232,7 @@ def load_records(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     schema version raises ValueError naming the file. `*.tmp` files (unfinished atomic writes) are
     ignored. Two files describing the same (method, batch_size, seed) are an error too.
     """
-    return [item.record for item in _read_runs(out_dir)]
+    return [item.record for item in read_record_files(out_dir)]
 
 
 @dataclass(frozen=True)
@@ -499,7 +499,7 @@ def _direction(mode: str) -> str:
     return "higher is better" if mode == "max" else "lower is better"
 
 
-def _md(text: str) -> str:
+def markdown_text(text: str) -> str:
     """Make free text safe inside a markdown table cell."""
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -781,7 +781,7 @@ def missed_verified(rows: Sequence[Mapping[str, Any]]) -> int:
     return sum(row["kind"] in ("target", "claim") and row["verdict"] == "missed" for row in rows)
 
 
-def _ours_cell(row: Mapping[str, Any]) -> str:
+def ours_cell(row: Mapping[str, Any]) -> str:
     if row["n"] == 0:
         return "not run"
     if row["ours"] is None:
@@ -797,7 +797,7 @@ def _ours_cell(row: Mapping[str, Any]) -> str:
     return text
 
 
-def _target_cell(row: Mapping[str, Any]) -> str:
+def target_cell(row: Mapping[str, Any]) -> str:
     if row["target"] is None:
         return "unknown"
     text = _fmt(row["target"])
@@ -818,16 +818,16 @@ def paper_diff_markdown(
         table = [
             [
                 row["kind"],
-                _md(row["what"]),
+                markdown_text(row["what"]),
                 str(row["batch_size"]),
-                _md(row["method"]),
-                _target_cell(row),
-                _md(row["source"]),
+                markdown_text(row["method"]),
+                target_cell(row),
+                markdown_text(row["source"]),
                 row["status"],
-                _ours_cell(row),
+                ours_cell(row),
                 _fmt_signed(row["delta"]),
                 row["verdict"],
-                _md(row["note"]),
+                markdown_text(row["note"]),
             ]
             for row in main
         ]
@@ -846,8 +846,8 @@ def paper_diff_markdown(
                 row["method"],
                 str(row["batch_size"]),
                 _fmt_k(row["k"]),
-                _ours_cell(row),
-                _target_cell(row),
+                ours_cell(row),
+                target_cell(row),
                 _fmt_signed(row["delta"]),
                 row["verdict"],
                 row["note"],
@@ -1391,7 +1391,7 @@ def write_report(
     {name: path} for the files listed in REPORT_FILES. Raises ValueError on bad or no records.
     """
     out = Path(out_dir)
-    files = _read_runs(out)
+    files = read_record_files(out)
     records = [item.record for item in files]
     if not records:
         raise ValueError(f"no run records in {out / 'runs'}")
