@@ -71,11 +71,11 @@ def mnist_record(method: str, batch_size: int, seed: int, value: float | None, *
     return {**record, "experiment": "mnist_lstm", "preset": "full"}
 
 
-def mnist_sweep(date_at_x64: float) -> list[dict]:
+def mnist_sweep(date_at_x64: float, preset: str = "full") -> list[dict]:
     """Base batch 128 over three seeds, and DATE at 8192 (the x64 of mnist_lstm's claim)."""
     records = [mnist_record("date", 128, seed, 0.980 + 0.001 * seed) for seed in range(3)]
     records += [mnist_record("date", 8192, seed, date_at_x64) for seed in range(3)]
-    return records
+    return [{**record, "preset": preset} for record in records]
 
 
 def readme_with_markers(path: Path) -> Path:
@@ -92,7 +92,8 @@ def report_args(root: Path, readme: Path, *extra: str) -> list[str]:
 
 def test_readme_is_regenerated_from_the_full_results_and_checked(tmp_path, capsys):
     folder = write_records(tmp_path / "results" / "mnist_lstm" / "full", mnist_sweep(0.979))
-    write_records(tmp_path / "results" / "mnist_lstm" / "quick", mnist_sweep(0.5))
+    write_records(tmp_path / "results" / "mnist_lstm" / "quick", mnist_sweep(0.5, "quick"))
+    write_records(tmp_path / "results" / "mnist_lstm" / "smoke", mnist_sweep(0.4, "smoke"))
     readme = readme_with_markers(tmp_path / "README.md")
 
     assert main_report(report_args(tmp_path, readme, "--check-readme")) == 1
@@ -101,7 +102,10 @@ def test_readme_is_regenerated_from_the_full_results_and_checked(tmp_path, capsy
     text = readme.read_text()
     assert text.startswith("# Title\n\nbefore\n\n") and text.endswith("\n\nafter\n")
     assert "old text" not in text
-    assert "### mnist_lstm / full" in text and "mnist_lstm / quick" not in text
+    # full, then the reduced quick preset; smoke results are for tests, never shown
+    assert 0 < text.index("### mnist_lstm / full") < text.index("### mnist_lstm / quick")
+    assert "mnist_lstm / smoke" not in text
+    assert "[tables](results/mnist_lstm/quick/tables.md)" in text
     assert "| 8192" in text  # the metric table, from tables.md
     assert "verified targets and claims missed: **0**" in text
     assert "[tables](results/mnist_lstm/full/tables.md)" in text
@@ -120,12 +124,12 @@ def test_readme_is_regenerated_from_the_full_results_and_checked(tmp_path, capsy
     assert "verified targets and claims missed: **1**" in readme.read_text()
 
 
-def test_with_no_full_results_the_section_says_so(tmp_path):
+def test_with_no_results_the_section_says_so(tmp_path):
     (tmp_path / "results").mkdir()
     readme = readme_with_markers(tmp_path / "README.md")
     assert main_report(report_args(tmp_path, readme, "--readme")) == 0
     text = readme.read_text()
-    assert "No full-preset results are recorded yet" in text
+    assert "No results are recorded yet" in text
     assert README_COMMAND in text
     assert main_report(report_args(tmp_path, readme, "--check-readme")) == 0
 
