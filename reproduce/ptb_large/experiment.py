@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import date
 from reproduce.harness.experiment import Preset
 from reproduce.harness.targets import Target
 from reproduce.ptb_small import experiment as small
@@ -50,7 +51,7 @@ EXPERIMENT = dataclasses.replace(
             recipe={"epochs": 2, "decay_start_epoch": 0.0},
             model={"hidden_size": 200},
             data={"train_tokens": 80_000, "valid_tokens": 10_000, "test_tokens": 10_000},
-            methods=("none", "linear", "sqrt", "date"),
+            methods=date.METHODS,  # every scaling rule, at x8
         ),
         "full": small.EXPERIMENT.presets["full"],
     },

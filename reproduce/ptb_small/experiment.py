@@ -245,14 +245,14 @@ EXPERIMENT = Experiment(
         # Minutes on a 2-core CPU: the real small model, x8, on the first 80k training tokens
         # for 2 epochs (Zaremba's shape compressed: constant lr, then halved for the last epoch).
         # Few passes over a short slice, so that the base batch's extra steps are not just extra
-        # overfitting of an unregularized model. 5 runs x 160k tokens: about 6 minutes at the
-        # 2,000-2,600 tokens/s measured on this (loaded) machine with one thread.
+        # overfitting of an unregularized model. 8 runs (two at the base batch: with and without
+        # warmup) of 160k tokens each; a few minutes on one thread of a 2-core CPU.
         "quick": Preset(
             name="quick",
             batch_sizes=(20, 160),
             recipe={"epochs": 2, "decay_start_epoch": 0.0},
             data={"train_tokens": 80_000, "valid_tokens": 10_000, "test_tokens": 10_000},
-            methods=("none", "linear", "sqrt", "date"),
+            methods=date.METHODS,  # every scaling rule, at x8
         ),
         "full": Preset(
             name="full",
