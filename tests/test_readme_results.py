@@ -106,6 +106,9 @@ def test_readme_is_regenerated_from_the_full_results_and_checked(tmp_path, capsy
     assert 0 < text.index("### mnist_lstm / full") < text.index("### mnist_lstm / quick")
     assert "mnist_lstm / smoke" not in text
     assert "[tables](results/mnist_lstm/quick/tables.md)" in text
+    # coverage against the preset's plan: these synthetic records use other recipes
+    assert "**Partial sweep: 0 of the 54 planned runs of the `full` preset" in text
+    assert "6 record(s) are outside the plan" in text
     assert "| 8192" in text  # the metric table, from tables.md
     assert "verified targets and claims missed: **0**" in text
     assert "[tables](results/mnist_lstm/full/tables.md)" in text
