@@ -552,3 +552,21 @@ def test_write_report_with_a_plan_writes_a_coverage_section(tmp_path: Path) -> N
     assert "**Partial sweep: 1 of the 6 planned runs" in (tmp_path / "tables.md").read_text()
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["coverage"]["missing_trained"] == 4  # linear@128 would share date@128
+
+
+def test_metric_axes_go_log_only_when_values_span_orders_of_magnitude() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    def scale(values: list[float]) -> str:
+        axis = Figure().add_subplot()
+        report._log_axis_if_wide(axis, values)
+        return axis.get_yscale()
+
+    assert scale([0.1, 0.98]) == "linear"  # accuracies
+    assert scale([115.0, 900.0]) == "linear"  # healthy perplexities
+    assert scale([115.0, 3.4e7, float("inf")]) == "log"  # a blown-up run among healthy ones
+    assert scale([-1.0, 500.0]) == "linear"  # a log axis cannot show non-positive values
+    assert scale([]) == "linear"

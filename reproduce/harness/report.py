@@ -1001,6 +1001,20 @@ def _log2_batch_axis(axis: Any, batches: Sequence[int]) -> None:
     axis.set_xlabel("global batch size (examples, log2 scale)")
 
 
+#: Plotted values spanning more than this ratio get a log axis (a blown-up run's perplexity in
+#: the millions would otherwise flatten every other curve onto the axis).
+LOG_AXIS_RATIO = 100.0
+
+
+def _log_axis_if_wide(axis: Any, values: Sequence[float]) -> bool:
+    """Switch ``axis``'s y scale to log when the positive ``values`` span > LOG_AXIS_RATIO."""
+    finite = [value for value in values if math.isfinite(value)]
+    if not finite or min(finite) <= 0 or max(finite) / min(finite) <= LOG_AXIS_RATIO:
+        return False
+    axis.set_yscale("log")
+    return True
+
+
 def plot_metric_vs_batch(
     records: Sequence[Mapping[str, Any]], band: ToleranceBand, path: str | os.PathLike[str]
 ) -> Path:
@@ -1023,9 +1037,11 @@ def plot_metric_vs_batch(
         )
         axis.axhline(band.mean, color="0.4", linewidth=1, linestyle="--")
     aggregates = aggregate(records)
+    plotted: list[float] = []
     for index, method in enumerate(methods):
         cells = [agg for agg in aggregates if agg.method == method]
         measured = [agg for agg in cells if agg.mean is not None]
+        plotted += [agg.mean for agg in measured]
         # Small horizontal offsets keep error bars of different methods apart at the same batch.
         shift = 2 ** ((index - (len(methods) - 1) / 2) * 0.03)
         if measured:
@@ -1049,7 +1065,8 @@ def plot_metric_vs_batch(
                 label=f"{method}: all seeds diverged",
             )
     _log2_batch_axis(axis, _batches(records))
-    axis.set_ylabel(f"final test {info.primary_metric} ({_direction(info.mode)})")
+    log_note = ", log scale" if _log_axis_if_wide(axis, plotted) else ""
+    axis.set_ylabel(f"final test {info.primary_metric} ({_direction(info.mode)}{log_note})")
     axis.set_title(f"{info.experiment} ({info.preset}): {info.primary_metric} vs batch size")
     axis.grid(True, alpha=0.3)
     _legend(axis)
@@ -1160,11 +1177,13 @@ def plot_learning_curves(
     figure = _figure(11.0, 4.5)
     metric_axis, loss_axis = figure.subplots(1, 2)
     splits: set[str] = set()
+    plotted: list[float] = []
 
     def draw(run: Mapping[str, Any], label: str | None, **style: Any) -> None:
         epochs, values, split = _eval_points(run, info.primary_metric)
         if epochs:
             splits.add(split)
+            plotted.extend(values)
             metric_axis.plot(epochs, values, marker=".", label=label, **style)
         indices, losses = _smooth(run["curves"]["loss"])
         step_epochs = _epochs(run)
@@ -1181,7 +1200,10 @@ def plot_learning_curves(
             draw(run, label, color=colors[method], linewidth=1)
     split_text = "/".join(sorted(splits)) or "eval"
     metric_axis.set_xlabel("epoch")
-    metric_axis.set_ylabel(f"{split_text} {info.primary_metric} ({_direction(info.mode)})")
+    log_note = ", log scale" if _log_axis_if_wide(metric_axis, plotted) else ""
+    metric_axis.set_ylabel(
+        f"{split_text} {info.primary_metric} ({_direction(info.mode)}{log_note})"
+    )
     metric_axis.set_title(f"{info.primary_metric} during training")
     loss_axis.set_xlabel("epoch")
     loss_axis.set_ylabel("training loss (moving average over steps)")
