@@ -72,7 +72,7 @@ def make_record(
     return {
         "schema_version": 1,
         "experiment": "toy",
-        "preset": "smoke",
+        "preset": report.TARGET_PRESET,  # where targets are judged
         "method": method,
         "batch_size": batch_size,
         "base_batch_size": BASE,
@@ -107,7 +107,7 @@ def make_record(
             "git_commit": "c0ffee1234",
             "git_dirty": False,
             "date": f"2026-01-0{seed + 1}T00:00:00Z",
-            "command": "python reproduce/run.py toy --preset smoke",
+            "command": "python reproduce/run.py toy --preset full",
             "hostname": "test",
         },
         "curves": {"step": steps, "lr": lr, "loss": loss},
@@ -309,6 +309,27 @@ def test_claim_rows_and_band_rows() -> None:
     assert report.missed_verified(rows) == 1  # band rows are informative only
 
 
+def test_targets_are_not_judged_on_a_reduced_preset_but_claims_are() -> None:
+    records = [{**record, "preset": "quick"} for record in sweep()]
+    band = tolerance_band(records, BASE, 0.002)
+    targets = [
+        Target("accuracy", 0.999, "max", 0.001, "full-recipe", "external reference"),
+        Target("accuracy", 0.98, "max", 0.0, "at-1024", "paper table", 1024, method="date"),
+    ]
+    claims = [Claim("x8 linear", "abstract", "paper abstract", "accuracy", "max", 8, "linear")]
+    rows = paper_diff(records, targets, claims, band)
+    target_rows = [row for row in rows if row["kind"] == "target"]
+    assert [row["verdict"] for row in target_rows] == ["not applicable"] * 2
+    assert target_rows[0]["ours"] == pytest.approx(0.982)  # still shown beside the reference
+    assert "reduced 'quick' preset" in target_rows[0]["note"]
+    claim_row = next(row for row in rows if row["kind"] == "claim")
+    assert claim_row["verdict"] == "missed"  # relative to its own base batch: judged
+    assert report.missed_verified(rows) == 1
+    # the same records as the full preset: the unreachable target is judged and missed
+    full_rows = paper_diff(sweep(), targets, claims, tolerance_band(sweep(), BASE, 0.002))
+    assert next(r["verdict"] for r in full_rows if r["kind"] == "target") == "missed"
+
+
 # -------------------------------------------------------------------------------- tables
 
 
@@ -402,7 +423,7 @@ def _check_outputs(paths: dict[str, Path]) -> None:
 
 
 def test_write_report_produces_everything_deterministically(tmp_path: Path) -> None:
-    out = write_records(tmp_path / "toy" / "smoke", sweep())
+    out = write_records(tmp_path / "toy" / "full", sweep())
     paths = write_report(out, TARGETS, CLAIMS, band_floor=0.002)
     _check_outputs(paths)
     first = {name: paths[name].read_text() for name in paths if paths[name].suffix != ".png"}

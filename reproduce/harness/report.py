@@ -49,8 +49,13 @@ VERDICTS = (
     "missed",  # does not meet it, or a seed diverged
     "no verified reference",  # the reference is unknown or unverified; ours is still shown
     "not run",  # no record at the batch the reference applies to
+    "not applicable",  # a target of the full recipe, and these records are of a reduced preset
     "not measured",  # runs exist but none recorded the reference's metric
 )
+#: The preset whose recipe the experiments' targets are references for. The others (smoke,
+#: quick) shorten the budget or the data, so a target is shown there but never judged; claims,
+#: which compare a preset with its own base batch, are judged at every preset.
+TARGET_PRESET = "full"
 DEFAULT_COMMAND = "reproduce.harness.report.write_report(out_dir, targets, claims, band_floor)"
 NOT_RECORDED = "not recorded"
 
@@ -685,7 +690,8 @@ def paper_diff(
     Verdicts: "reproduced" = meets the reference value outright (>= for max, <= for min);
     "within tolerance" = only with the tolerance; "missed" otherwise or if any seed diverged;
     "no verified reference" when the reference is unknown/unverified (ours is still reported);
-    "not run" / "not measured" when there is nothing to compare.
+    "not run" / "not measured" when there is nothing to compare; "not applicable" for every
+    target row when the records are not of TARGET_PRESET.
     """
     info = sweep_info(records)
     base = info.base_batch_size
@@ -694,6 +700,7 @@ def paper_diff(
     groups = _group(records)
     rows: list[dict[str, Any]] = []
 
+    reduced = info.preset != TARGET_PRESET
     for target in targets:
         _check_consistent(target.metric, target.mode, info, f"target {target.source!r}")
         what = target.metric + (f": {target.note}" if target.note else "")
@@ -701,13 +708,26 @@ def paper_diff(
         if batch == base:
             runs = _pooled_by_seed(records, base)
             method = target.method or "any (k=1)"
-            rows.append(_row("target", what, target, method, base, base, runs))
-            continue
-        methods = [target.method] if target.method else [m for m, b in groups if b == batch]
-        for method in methods or ["—"]:
-            rows.append(
+            target_rows = [_row("target", what, target, method, base, base, runs)]
+        else:
+            methods = [target.method] if target.method else [m for m, b in groups if b == batch]
+            target_rows = [
                 _row("target", what, target, method, batch, base, groups.get((method, batch), []))
-            )
+                for method in methods or ["—"]
+            ]
+        for row in target_rows:
+            if reduced:
+                row["verdict"] = "not applicable"
+                row["note"] = "; ".join(
+                    part
+                    for part in (
+                        f"a reference for the {TARGET_PRESET} preset's recipe; these runs are "
+                        f"the reduced {info.preset!r} preset",
+                        row["note"],
+                    )
+                    if part
+                )
+        rows.extend(target_rows)
 
     baseline_source = f"this suite: base batch {base}, {band.n_seeds} seed(s)"
     if band.mean is not None:
@@ -867,6 +887,8 @@ def paper_diff_markdown(
         "- **no verified reference**: the reference value is unknown or unverified; ours is "
         "shown anyway.\n"
         "- **not run** / **not measured**: no record at that batch / no record has the metric."
+        "\n- **not applicable**: a reference for the full preset's recipe, shown beside runs "
+        "of a reduced preset (smoke, quick) but not judged."
     )
     return "\n".join(lines) + "\n"
 
