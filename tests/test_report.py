@@ -519,8 +519,16 @@ class _Planned:
             seed,
             same_run_as,
         )
-        self.recipe = _Recipe(make_record(method, batch_size, seed)["recipe"])
+        recipe = make_record(method, batch_size, seed)["recipe"]  # sqrt lr, warmup x k
+        if method == "linear" and batch_size != BASE:  # lr x k, warmup epochs unchanged
+            recipe = {**recipe, "lr": 0.1 * batch_size / BASE, "warmup_epochs": 0.5}
+        self.recipe = _Recipe(recipe)
         self.name = f"{method}_b{batch_size}_s{seed}.json"
+
+    def record(self, value: float | None = 0.98, **kwargs: Any) -> dict[str, Any]:
+        """A record of this planned run (its recipe)."""
+        made = make_record(self.method, self.batch_size, self.seed, value, **kwargs)
+        return {**made, "recipe": self.recipe.to_dict()}
 
 
 def _plan() -> list[_Planned]:
@@ -533,22 +541,22 @@ def _plan() -> list[_Planned]:
 
 
 def test_coverage_counts_missing_runs_and_estimates_their_training_time(tmp_path: Path) -> None:
-    fast = make_record("date", BASE)
-    slow = make_record("date", 1024)
+    fast = _Planned("date", BASE).record()
+    slow = _Planned("date", 1024).record()
     fast["train_seconds"], slow["train_seconds"] = 600.0, 1200.0
-    broken = make_record("linear", 8192, status="diverged", value=None)
+    broken = _Planned("linear", 8192).record(status="diverged", value=None)
     broken["train_seconds"] = 5.0  # diverged runs stop early: not a measure of a run's cost
     write_records(tmp_path, [fast, slow, broken])
     cov = report.coverage(report.read_record_files(tmp_path), _plan(), "full")
-    assert (cov["planned"], cov["recorded"]) == (6, 3)
-    assert cov["missing_by_method"] == {"linear": [128, 1024], "date": [8192]}
-    # linear at 128 shares date's k = 1 run: only linear@1024 and date@8192 need training
+    # linear at 128 is date's k = 1 run (same recipe and seed): covered without its own record
+    assert (cov["planned"], cov["recorded"]) == (6, 4)
+    assert cov["missing_by_method"] == {"linear": [1024], "date": [8192]}
     assert cov["missing_trained"] == 2
     assert cov["mean_train_seconds"] == 900.0 and cov["mean_train_seconds_n"] == 2
     assert cov["estimated_missing_train_hours"] == pytest.approx(2 * 900 / 3600)
     text = report.coverage_markdown(cov, ["Test CPU 9000"])
-    assert "3 of the 6 planned runs" in text
-    assert "`linear` at 128, 1024; `date` at 8192" in text
+    assert "4 of the 6 planned runs" in text
+    assert "`linear` at 1024; `date` at 8192" in text
     assert "about 0.5 h on Test CPU 9000" in text
 
 
@@ -570,9 +578,9 @@ def test_write_report_with_a_plan_writes_a_coverage_section(tmp_path: Path) -> N
     assert "## Coverage" not in (tmp_path / "tables.md").read_text()
     assert json.loads((tmp_path / "summary.json").read_text())["coverage"] is None
     write_report(tmp_path, [], [], 0.0, plan=_plan())
-    assert "**Partial sweep: 1 of the 6 planned runs" in (tmp_path / "tables.md").read_text()
+    assert "**Partial sweep: 2 of the 6 planned runs" in (tmp_path / "tables.md").read_text()
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["coverage"]["missing_trained"] == 4  # linear@128 would share date@128
+    assert summary["coverage"]["missing_trained"] == 4  # linear@128 is date@128's run
 
 
 def test_metric_axes_go_log_only_when_values_span_orders_of_magnitude() -> None:

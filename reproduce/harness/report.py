@@ -1309,34 +1309,40 @@ def coverage(
     """
     by_name = {item.path.name: item.record for item in files}
 
+    def planned_recipe(run: PlannedRun) -> Any:
+        return json.loads(json.dumps(run.recipe.to_dict()))  # as in a record: tuples are lists
+
+    def identity(run: PlannedRun) -> tuple[str, int]:
+        return json.dumps(planned_recipe(run), sort_keys=True), run.seed
+
     def recorded(run: PlannedRun) -> bool:
         record = by_name.get(run.name)
-        # through JSON, as in the record (tuples become lists)
-        planned_recipe = json.loads(json.dumps(run.recipe.to_dict()))
-        return record is not None and record.get("recipe") == planned_recipe
+        return record is not None and record.get("recipe") == planned_recipe(run)
 
     in_plan = [run for run in plan if recorded(run)]
-    missing = [run for run in plan if not recorded(run)]
+    trained = {identity(run) for run in in_plan}
+    # A planned run without a record of its own is still covered when a recorded run has its
+    # recipe and seed: at k = 1 that is the same training run (the report pools it by seed).
+    missing = [run for run in plan if not recorded(run) and identity(run) not in trained]
     planned_names = {run.name for run in in_plan}
     missing_by_method: dict[str, list[int]] = {}
     for run in missing:
         batches = missing_by_method.setdefault(run.method, [])
         if run.batch_size not in batches:
             batches.append(run.batch_size)
-    missing_trained = sum(1 for run in missing if run.same_run_as is None)
+    missing_trained = len({identity(run) for run in missing})
     seconds = [
-        float(by_name[run.name]["train_seconds"])
-        for run in in_plan
-        if run.same_run_as is None
-        and by_name[run.name]["status"] == "ok"
-        and by_name[run.name].get("same_run_as") is None
-        and _is_finite_number(by_name[run.name].get("train_seconds"))
+        float(record["train_seconds"])
+        for record in (by_name[run.name] for run in in_plan)
+        if record["status"] == "ok"
+        and record.get("same_run_as") is None  # trained, not a shared copy
+        and _is_finite_number(record.get("train_seconds"))
     ]
     mean_seconds = statistics.fmean(seconds) if seconds else None
     return {
         "preset": preset,
         "planned": len(plan),
-        "recorded": len(in_plan),
+        "recorded": len(plan) - len(missing),
         "outside_plan": sorted(name for name in by_name if name not in planned_names),
         "missing": [run.name for run in missing],
         "missing_by_method": {method: sorted(b) for method, b in missing_by_method.items()},
