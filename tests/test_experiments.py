@@ -102,7 +102,7 @@ def test_same_recipe_at_base_batch_is_trained_once_and_shared(tmp_path):
     smoke = experiments()["mnist_lstm"].presets["smoke"]
     others = sorted(b for b in smoke.batch_sizes if b != 32)
     assert others and coverage["recorded"] == 2
-    assert coverage["missing_by_method"]["date"] == others
+    assert coverage["missing_by_method"]["date"] == [str(b) for b in others]
     assert coverage["missing_trained"] == len(smoke.methods) * len(others)
     assert coverage["mean_train_seconds"] == sqrt["train_seconds"]
     assert "Partial sweep: 2 of the" in (out / "tables.md").read_text()

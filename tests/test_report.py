@@ -550,7 +550,7 @@ def test_coverage_counts_missing_runs_and_estimates_their_training_time(tmp_path
     cov = report.coverage(report.read_record_files(tmp_path), _plan(), "full")
     # linear at 128 is date's k = 1 run (same recipe and seed): covered without its own record
     assert (cov["planned"], cov["recorded"]) == (6, 4)
-    assert cov["missing_by_method"] == {"linear": [1024], "date": [8192]}
+    assert cov["missing_by_method"] == {"linear": ["1024"], "date": ["8192"]}
     assert cov["missing_trained"] == 2
     assert cov["mean_train_seconds"] == 900.0 and cov["mean_train_seconds_n"] == 2
     assert cov["estimated_missing_train_hours"] == pytest.approx(2 * 900 / 3600)
@@ -558,6 +558,10 @@ def test_coverage_counts_missing_runs_and_estimates_their_training_time(tmp_path
     assert "4 of the 6 planned runs" in text
     assert "`linear` at 1024; `date` at 8192" in text
     assert "about 0.5 h on Test CPU 9000" in text
+    # three seeds planned at the base batch, one recorded: the missing seeds are named
+    plan = [_Planned("date", BASE, seed) for seed in range(3)]
+    cov = report.coverage(report.read_record_files(tmp_path), plan, "full")
+    assert cov["missing_by_method"] == {"date": ["128 (seeds 1, 2)"]}
 
 
 def test_coverage_does_not_count_a_record_made_with_another_recipe(tmp_path: Path) -> None:

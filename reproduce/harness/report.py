@@ -1325,11 +1325,22 @@ def coverage(
     # recipe and seed: at k = 1 that is the same training run (the report pools it by seed).
     missing = [run for run in plan if not recorded(run) and identity(run) not in trained]
     planned_names = {run.name for run in in_plan}
-    missing_by_method: dict[str, list[int]] = {}
+    seeds_planned: dict[tuple[str, int], int] = {}
+    for run in plan:
+        seeds_planned[run.method, run.batch_size] = (
+            seeds_planned.get((run.method, run.batch_size), 0) + 1
+        )
+    missing_by_method: dict[str, list[str]] = {}
     for run in missing:
-        batches = missing_by_method.setdefault(run.method, [])
-        if run.batch_size not in batches:
-            batches.append(run.batch_size)
+        cells = missing_by_method.setdefault(run.method, [])
+        seeds = sorted(
+            m.seed for m in missing if (m.method, m.batch_size) == (run.method, run.batch_size)
+        )
+        cell = str(run.batch_size)
+        if len(seeds) < seeds_planned[run.method, run.batch_size]:  # only some seeds missing
+            cell += f" (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})"
+        if cell not in cells:
+            cells.append(cell)
     missing_trained = len({identity(run) for run in missing})
     seconds = [
         float(record["train_seconds"])
@@ -1345,7 +1356,7 @@ def coverage(
         "recorded": len(plan) - len(missing),
         "outside_plan": sorted(name for name in by_name if name not in planned_names),
         "missing": [run.name for run in missing],
-        "missing_by_method": {method: sorted(b) for method, b in missing_by_method.items()},
+        "missing_by_method": missing_by_method,  # cells in plan order: "batch" or "batch (seeds)"
         "missing_trained": missing_trained,
         "mean_train_seconds": mean_seconds,
         "mean_train_seconds_n": len(seconds),
@@ -1362,8 +1373,8 @@ def coverage_markdown(cov: Mapping[str, Any], hardware: Sequence[str] = ()) -> s
         text = f"All {cov['planned']} planned runs of the {preset} are recorded."
     else:
         gaps = "; ".join(
-            f"`{method}` at {', '.join(str(b) for b in batches)}"
-            for method, batches in cov["missing_by_method"].items()
+            f"`{method}` at {', '.join(cells)}"
+            for method, cells in cov["missing_by_method"].items()
         )
         text = (
             f"**Partial sweep: {cov['recorded']} of the {cov['planned']} planned runs of the "
