@@ -400,12 +400,12 @@ def main_report(argv: Sequence[str] | None = None) -> int:
         if not record_files:
             print(f"error: {folder}/runs holds no records", file=sys.stderr)
             return USAGE_ERROR
-        name = json.loads(record_files[0].read_text(encoding="utf-8")).get("experiment")
+        first = json.loads(record_files[0].read_text(encoding="utf-8"))
+        name, preset = first.get("experiment"), first.get("preset")
         if name not in registered:
             print(f"error: {record_files[0]}: unknown experiment {name!r}", file=sys.stderr)
             return USAGE_ERROR
         experiment = registered[name]
-        preset = json.loads(record_files[0].read_text(encoding="utf-8")).get("preset")
         paths = write_report(
             folder,
             experiment.targets,

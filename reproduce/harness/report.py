@@ -32,6 +32,7 @@ import math
 import os
 import statistics
 import tempfile
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -1308,16 +1309,15 @@ def coverage(
     speed at their batch size, which the estimate does not model (it says so).
     """
     by_name = {item.path.name: item.record for item in files}
-
-    def planned_recipe(run: PlannedRun) -> Any:
-        return json.loads(json.dumps(run.recipe.to_dict()))  # as in a record: tuples are lists
+    # each planned recipe as a record holds it (through JSON: tuples are lists), and its identity
+    recipes = {run.name: json.loads(json.dumps(run.recipe.to_dict())) for run in plan}
 
     def identity(run: PlannedRun) -> tuple[str, int]:
-        return json.dumps(planned_recipe(run), sort_keys=True), run.seed
+        return json.dumps(recipes[run.name], sort_keys=True), run.seed
 
     def recorded(run: PlannedRun) -> bool:
         record = by_name.get(run.name)
-        return record is not None and record.get("recipe") == planned_recipe(run)
+        return record is not None and record.get("recipe") == recipes[run.name]
 
     in_plan = [run for run in plan if recorded(run)]
     trained = {identity(run) for run in in_plan}
@@ -1325,22 +1325,16 @@ def coverage(
     # recipe and seed: at k = 1 that is the same training run (the report pools it by seed).
     missing = [run for run in plan if not recorded(run) and identity(run) not in trained]
     planned_names = {run.name for run in in_plan}
-    seeds_planned: dict[tuple[str, int], int] = {}
-    for run in plan:
-        seeds_planned[run.method, run.batch_size] = (
-            seeds_planned.get((run.method, run.batch_size), 0) + 1
-        )
-    missing_by_method: dict[str, list[str]] = {}
+    planned_seeds = Counter((run.method, run.batch_size) for run in plan)
+    missing_seeds: dict[tuple[str, int], list[int]] = {}
     for run in missing:
-        cells = missing_by_method.setdefault(run.method, [])
-        seeds = sorted(
-            m.seed for m in missing if (m.method, m.batch_size) == (run.method, run.batch_size)
-        )
-        cell = str(run.batch_size)
-        if len(seeds) < seeds_planned[run.method, run.batch_size]:  # only some seeds missing
-            cell += f" (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})"
-        if cell not in cells:
-            cells.append(cell)
+        missing_seeds.setdefault((run.method, run.batch_size), []).append(run.seed)
+    missing_by_method: dict[str, list[str]] = {}
+    for (method, batch), seeds in missing_seeds.items():
+        cell = str(batch)
+        if len(seeds) < planned_seeds[method, batch]:  # only some seeds missing: name them
+            cell += f" (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, sorted(seeds)))})"
+        missing_by_method.setdefault(method, []).append(cell)
     missing_trained = len({identity(run) for run in missing})
     seconds = [
         float(record["train_seconds"])
