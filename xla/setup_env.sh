@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build .venv-xla: torch + torch_xla (PJRT CPU backend) + this project, apart from the main venv.
 #
-# Why a second venv: pyproject.toml pins torch==2.13.0 (the local CPU build), while torch_xla 2.9
+# Why a second venv: pyproject.toml pins torch==2.14.1, while torch_xla 2.9
 # is built against torch 2.9.x. So torch comes from PyPI here and the project is installed with
 # --no-deps, its other dependencies listed explicitly below (keep them in step with pyproject.toml).
 #
@@ -84,7 +84,7 @@ ls -S -s -h "$WHEELHOUSE" | sed -n '2,6p' | sed 's/^/    /'
 
 "${PIP[@]}" install --quiet --no-index --find-links "$WHEELHOUSE" \
     "$TORCH_REQ" "$TORCH_XLA_REQ" "${PROJECT_DEPS[@]}"
-# The project itself, without its torch==2.13.0 pin.
+# The project itself, without its torch==2.14.1 pin.
 "${PIP[@]}" install --quiet --no-deps -e "$ROOT"
 installed=$(date +%s)
 log "installed in $((installed - downloaded)) s (total $((installed - started)) s)"
