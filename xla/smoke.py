@@ -174,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{run.label}: status {run.result.status!r}, cpu {cpu.status!r}: MISMATCH")
             ok = False
 
-    rows, agree = losses_agree(cpu.curves["loss"], cold.curves["loss"], steps, args.rtol, args.atol)
+    rows, agree = losses_agree(
+        cpu.progress.curves["loss"], cold.progress.curves["loss"], steps, args.rtol, args.atol
+    )
     ok = ok and agree
     print(f"\nStep losses, cpu vs xla (rtol {args.rtol:g}, atol {args.atol:g}):")
     print(tabulate(rows, headers=["step", "cpu loss", "xla loss", "abs diff", "rel diff"]))
@@ -186,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # Same device, same graphs: the warm and resumed runs must repeat the cold one.
     for run in runs[2:]:
-        _, same_losses = losses_agree(cold.curves["loss"], run.result.curves["loss"], steps, 0, 0)
+        _, same_losses = losses_agree(
+            cold.progress.curves["loss"], run.result.progress.curves["loss"], steps, 0, 0
+        )
         _, same_metrics = metrics_agree(cold.final, run.result.final, 0.0)
         verdict = "identical" if same_losses and same_metrics else "DIFFERS"
         print(f"{run.label} vs xla cold: losses and final metrics {verdict}")
@@ -199,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
                 [
                     run.label,
                     f"{run.wall_seconds:.2f}",
-                    f"{run.result.train_seconds:.2f}",
-                    len(run.result.curves["loss"]) - (run.result.resumed_from_step or 0),
+                    f"{run.result.progress.train_seconds:.2f}",
+                    len(run.result.progress.curves["loss"]) - (run.result.resumed_from_step or 0),
                     "" if run.compiles is None else run.compiles,
                     "" if run.executions is None else run.executions,
                 ]

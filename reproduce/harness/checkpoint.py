@@ -26,17 +26,43 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     atomic_write(path, lambda stream: torch.save({"version": CHECKPOINT_VERSION, **state}, stream))
 
 
+class CorruptCheckpoint(ValueError):
+    """A checkpoint file that cannot be read (truncated, not a torch file, another version)."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = Path(path)
+
+
 def load_checkpoint(path: Path) -> dict[str, Any] | None:
-    """The checkpoint at ``path``, or None when there is none."""
+    """The checkpoint at ``path``, or None when there is none; CorruptCheckpoint (naming the
+    file) when it cannot be read."""
     if not Path(path).exists():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(
-            f"{path}: checkpoint version {state.get('version')} is not {CHECKPOINT_VERSION}; "
-            "delete it to start the run afresh"
-        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a damaged file
+        raise CorruptCheckpoint(
+            path,
+            f"not a readable checkpoint ({error.__class__.__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''})",
+        ) from None
+    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
+        version = state.get("version") if isinstance(state, dict) else None
+        raise CorruptCheckpoint(path, f"checkpoint version {version} is not {CHECKPOINT_VERSION}")
     return state
+
+
+def set_aside(path: Path) -> Path:
+    """Rename an unusable checkpoint to ``<name>.corrupt-<n>`` (kept for inspection, never
+    overwritten) and return the new path."""
+    path = Path(path)
+    for number in range(1, 10_000):
+        aside = path.with_name(f"{path.name}.corrupt-{number}")
+        if not aside.exists():
+            path.rename(aside)
+            return aside
+    raise OSError(f"{path}: too many set-aside copies beside it; delete some")
 
 
 def rng_states() -> dict[str, Any]:
@@ -52,25 +78,39 @@ def restore_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+#: The signals that stop a run cleanly: a checkpoint is written, then Preempted is raised.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 class Preempted(Exception):
-    """Raised after a checkpoint was written because the process was asked to stop (SIGTERM)."""
+    """Raised after a checkpoint was written because the process was asked to stop (SIGTERM from
+    a scheduler or a preemptible VM, SIGINT from Ctrl-C)."""
+
+    def __init__(self, message: str, signal_number: int = signal.SIGTERM) -> None:
+        super().__init__(message)
+        self.signal_number = int(signal_number)
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's code for a process ended by that signal: 143 for SIGTERM, 130 for SIGINT."""
+        return 128 + self.signal_number
 
 
 @dataclass
 class CheckpointPolicy:
     """When to checkpoint: every ``every_steps`` steps and/or ``every_seconds`` of wall time, and
-    when SIGTERM arrives (a preemptible VM's or a scheduler's notice)."""
+    when SIGTERM or SIGINT arrives (a preemptible VM's or a scheduler's notice, or Ctrl-C)."""
 
     path: Path | None
     every_steps: int | None = None
     every_seconds: float | None = None
     _last_save: float = field(default_factory=time.monotonic)
-    _stop_requested: bool = False
+    _stop_signal: int | None = None
 
     def due(self, step: int) -> bool:
         if self.path is None:
             return False
-        if self._stop_requested:
+        if self._stop_signal is not None:
             return True
         if self.every_steps and step % self.every_steps == 0:
             return True
@@ -78,21 +118,26 @@ class CheckpointPolicy:
 
     def saved(self) -> None:
         self._last_save = time.monotonic()
-        if self._stop_requested:
-            raise Preempted(f"stopped by SIGTERM; checkpoint at {self.path}")
+        if self._stop_signal is not None:
+            name = signal.Signals(self._stop_signal).name
+            raise Preempted(f"stopped by {name}; checkpoint at {self.path}", self._stop_signal)
 
     def __enter__(self) -> CheckpointPolicy:
-        self._previous = None
+        self._previous: dict[int, Any] = {}
         if self.path is not None:
-            try:
-                self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
-            except ValueError:  # not the main thread: no signal handling
-                self._previous = None
+            for number in STOP_SIGNALS:
+                try:
+                    self._previous[number] = signal.signal(number, self._on_signal)
+                except ValueError:  # not the main thread: no signal handling
+                    break
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for number, previous in self._previous.items():
+            signal.signal(number, previous)
+        self._previous = {}
 
-    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
-        self._stop_requested = True
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self._stop_signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now, without waiting for the step
+        self._stop_signal = signum

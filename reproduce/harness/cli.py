@@ -26,6 +26,7 @@ from .experiment import PRESET_NAMES, Experiment
 from .registry import experiments, get_experiment
 from .sweep import (
     RunSettings,
+    SweepError,
     SweepSpec,
     plan_runs,
     preset_plan,
@@ -36,7 +37,7 @@ from .trainer import PRECISIONS
 
 DEFAULT_PRESET = "quick"
 USAGE_ERROR = 2
-PREEMPTED = 128 + 15  # the shell's code for a process ended by SIGTERM
+INTERRUPTED = 128 + 2  # the shell's code for a process ended by SIGINT (Ctrl-C)
 
 
 class UsageError(ValueError):
@@ -266,9 +267,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = (lambda message: None) if arguments.quiet else print
     try:
         run_sweep(spec, log=log)
+    except SweepError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return USAGE_ERROR
     except Preempted as stop:
         print(f"{stop}; rerun the same command with --resume to continue", file=sys.stderr)
-        return PREEMPTED
+        return stop.exit_code
+    except KeyboardInterrupt:
+        print(
+            "interrupted before a checkpoint could be written; finished runs are recorded, "
+            "rerun the same command (with --resume) to continue",
+            file=sys.stderr,
+        )
+        return INTERRUPTED
     print(f"results: {spec.out_dir}")
     for name in ("tables.md", "paper_diff.md"):
         path = spec.out_dir / name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -34,5 +35,19 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda stream: stream.write(text.encode("utf-8")))
 
 
+def strict_json_value(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, +-inf) replaced by None (JSON null), so the
+    output is JSON that every parser reads, not Python's dialect with bare NaN/Infinity. A
+    record that held such a number says why in its own fields (a divergence reason)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: strict_json_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json_value(item) for item in value]
+    return value
+
+
 def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=False, allow_nan=True) + "\n")
+    text = json.dumps(strict_json_value(data), indent=1, sort_keys=False, allow_nan=False)
+    atomic_write_text(path, text + "\n")

@@ -196,7 +196,7 @@ def run_regression(
     finally:
         torch.set_num_threads(threads)
     seconds = time.perf_counter() - started
-    losses = result.curves["loss"]
+    losses = result.progress.curves["loss"]
     windows = curve_windows(result.total_steps, config.points)
     curve = [statistics.fmean(losses[start:stop]) for start, stop in windows if stop <= len(losses)]
     return Observation(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,10 +21,10 @@ import date
 from date import Recipe
 
 from . import report
-from .checkpoint import CheckpointPolicy, load_checkpoint
-from .devices import resolve_device
+from .checkpoint import CheckpointPolicy, CorruptCheckpoint, load_checkpoint, set_aside
+from .devices import Device, resolve_device
 from .distributed import init_distributed
-from .experiment import Experiment, TrainData
+from .experiment import DataBundle, Experiment, TrainData
 from .io import atomic_write_json
 from .records import (
     SCHEMA_VERSION,
@@ -33,14 +34,20 @@ from .records import (
     read_record,
     record_name,
 )
-from .trainer import RunResult, choose_micro_batch_size, train
+from .trainer import (
+    RunResult,
+    default_micro_batch_size,
+    measure_micro_batch_size,
+    train,
+)
 
 
 @dataclass(frozen=True)
 class RunSettings:
     """Knobs of how a run is executed (not what is trained); set with ``--set run.KEY=VALUE``."""
 
-    micro_batch_size: int | None = None  # None: measured automatically
+    micro_batch_size: int | None = None  # None: the experiment's rule for the device
+    measure_micro_batch: bool = False  # opt-in: time the candidates and take the fastest
     evals_per_epoch: float | None = None  # None: the preset's
     precision: str = "fp32"  # or "bf16": autocast forward passes; master weights stay fp32
     checkpoint_every_epochs: float | None = None
@@ -139,23 +146,98 @@ def preset_plan(experiment: Experiment, preset: str) -> list[PlannedRun]:
     )
 
 
-def run_key(spec: SweepSpec, run: PlannedRun) -> str:
+def run_config(spec: SweepSpec, run: PlannedRun) -> dict[str, Any]:
     """What determines this run's result: a changed recipe, model or data config retrains it."""
-    return config_key(
-        {
-            "experiment": spec.experiment.name,
-            "recipe": run.recipe.to_dict(),
-            "seed": run.seed,
-            "model": spec.model_config,
-            "data": spec.data_config,
-            "data_source": spec.data_source,
-            "evals_per_epoch": spec.evals_per_epoch,
-            "precision": spec.run.precision,
-            "time_to_target": spec.experiment.time_to_target.to_dict()
-            if spec.experiment.time_to_target
-            else None,
-        }
-    )
+    return {
+        "experiment": spec.experiment.name,
+        "recipe": run.recipe.to_dict(),
+        "seed": run.seed,
+        "model": spec.model_config,
+        "data": spec.data_config,
+        "data_source": spec.data_source,
+        "evals_per_epoch": spec.evals_per_epoch,
+        "precision": spec.run.precision,
+        "time_to_target": spec.experiment.time_to_target.to_dict()
+        if spec.experiment.time_to_target
+        else None,
+    }
+
+
+def run_key(spec: SweepSpec, run: PlannedRun) -> str:
+    """The hash of ``run_config``: records and checkpoints carry it."""
+    return config_key(run_config(spec, run))
+
+
+class SweepError(ValueError):
+    """A problem with the user's input or files, found before training: exit code 2."""
+
+
+def config_differences(
+    saved: Mapping[str, Any], current: Mapping[str, Any], prefix: str = ""
+) -> list[str]:
+    """``key: saved -> current`` for every leaf where two run configs differ."""
+    lines = []
+    for key in sorted(set(saved) | set(current), key=str):
+        before, after = saved.get(key, "(absent)"), current.get(key, "(absent)")
+        if isinstance(before, Mapping) and isinstance(after, Mapping):
+            lines += config_differences(before, after, f"{prefix}{key}.")
+        elif json.dumps(before, sort_keys=True, default=str) != json.dumps(
+            after, sort_keys=True, default=str
+        ):
+            lines.append(f"{prefix}{key}: {before!r} in the checkpoint, {after!r} now")
+    return lines
+
+
+def check_checkpoint(
+    spec: SweepSpec, run: PlannedRun, path: Path, log=print
+) -> dict[str, Any] | None:
+    """Whether this run resumes from its checkpoint (a summary of it) or starts afresh (None).
+
+    A checkpoint that cannot be read is set aside (renamed, kept) when the run starts afresh
+    anyway; with --resume it is an error, because the user asked to continue it. With --resume, a
+    checkpoint made for another configuration is refused: continuing it would train the old
+    configuration under the new one's name.
+    """
+    try:
+        saved = load_checkpoint(path)
+    except CorruptCheckpoint as error:
+        if spec.resume:
+            raise SweepError(
+                f"--resume: {error}. Delete or move that file to start the run afresh "
+                "(or rerun without --resume, which sets it aside and starts afresh)"
+            ) from None
+        aside = set_aside(path)
+        log(f"{error}; set aside as {aside.name}, the run starts afresh")
+        return None
+    if saved is None:
+        return None
+    if not spec.resume:
+        log(f"{path}: a checkpoint exists; starting afresh (pass --resume to continue it)")
+        return None
+    key = run_key(spec, run)
+    if saved.get("config_key") != key:
+        differences = config_differences(saved.get("config") or {}, run_config(spec, run))
+        detail = "; ".join(differences) if differences else "it predates config keys"
+        raise SweepError(
+            f"--resume: the checkpoint {path} was made with config key "
+            f"{saved.get('config_key')}, this run's is {key} ({detail}). Rerun with the "
+            "checkpoint's settings to continue it, or delete the checkpoint to start afresh"
+        )
+    # Keep only what choosing the micro-batch needs; the trainer reads the file again.
+    return {"progress": {"micro_batches": saved["progress"].get("micro_batches", [])}}
+
+
+def check_writable(folder: Path) -> None:
+    """Fail now, not after hours of training, when results cannot be written to ``folder``."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as error:
+        raise SweepError(
+            f"--out {folder}: cannot write there ({error.strerror or error}); "
+            "choose another folder with --out"
+        ) from None
 
 
 def build_record(
@@ -186,13 +268,15 @@ def build_record(
             if target
             else None
         ),
-        "steps_to_target": result.steps_to_target,
-        "seconds_to_target": result.seconds_to_target,
+        "steps_to_target": result.progress.steps_to_target,
+        "seconds_to_target": result.progress.seconds_to_target,
         "total_steps": result.total_steps,
         "steps_per_epoch": result.steps_per_epoch,
-        "diverged_at_step": result.diverged_at_step,
+        "diverged_at_step": result.divergence["step"] if result.divergence else None,
+        "divergence": result.divergence,
         "model_parameters": result.model_parameters,
-        "micro_batch_size": result.micro_batch_size,
+        "micro_batch_size": result.progress.micro_batch_size,
+        "micro_batches": result.progress.micro_batches,
         "accumulation_steps": result.accumulation_steps,
         "world_size": world_size,
         "precision": spec.run.precision,
@@ -204,11 +288,34 @@ def build_record(
         "config_key": run_key(spec, run),
         "same_run_as": None,
         "env": env,
-        "curves": result.curves,
-        "evals": result.evals,
+        "curves": result.progress.curves,
+        "evals": result.progress.evals,
         "wall_seconds": wall_seconds,
-        "train_seconds": result.train_seconds,
+        "train_seconds": result.progress.train_seconds,
     }
+
+
+def choose_micro_batch(
+    spec: SweepSpec,
+    data: DataBundle,
+    per_device_batch: int,
+    device: Device,
+    saved: Mapping[str, Any] | None,
+    cache: dict[tuple, dict[int, float]],
+) -> int:
+    """The run's micro-batch: the user's (``run.micro_batch_size``), else a resumed
+    checkpoint's, else measured when asked (``run.measure_micro_batch``), else the experiment's
+    deterministic rule for the device."""
+    if spec.run.micro_batch_size is not None:
+        return spec.run.micro_batch_size
+    segments = (saved or {}).get("progress", {}).get("micro_batches") or []
+    if segments:
+        return int(segments[-1]["size"])
+    if spec.run.measure_micro_batch:
+        return measure_micro_batch_size(
+            spec.experiment, spec.model_config, data, per_device_batch, device, cache
+        )
+    return default_micro_batch_size(spec.experiment, per_device_batch, device)
 
 
 def run_sweep(spec: SweepSpec, log=print) -> list[dict[str, Any]]:
@@ -217,26 +324,39 @@ def run_sweep(spec: SweepSpec, log=print) -> list[dict[str, Any]]:
     Under torchrun every rank trains its slice of each global batch; only rank 0 writes.
     """
     planned = plan_runs(spec)
+    check_writable(spec.out_dir)
     git_state()  # pin the commit now, before any long training
     context = init_distributed(spec.device)
     device = resolve_device(spec.device, context.local_rank)
     if not context.is_main:
         log = _silent
     runs_dir = spec.out_dir / "runs"
+    checkpoints_dir = spec.out_dir / "checkpoints"
+    existing = {run.name: read_record(runs_dir / run.name) for run in planned}
+    to_train = [
+        run
+        for run in planned
+        if run.same_run_as is None
+        and (existing[run.name] or {}).get("config_key") != run_key(spec, run)
+    ]
+    saved_checkpoints = {
+        run.name: check_checkpoint(spec, run, checkpoints_dir / f"{Path(run.name).stem}.pt", log)
+        for run in to_train
+    }
     data = spec.experiment.build_data(spec.data_source, spec.data_dir, spec.data_config)
     micro_batch_cache: dict[tuple, dict[int, float]] = {}
     written: dict[str, dict[str, Any]] = {}
     for index, run in enumerate(planned, start=1):
         path = runs_dir / run.name
         key = run_key(spec, run)
-        existing = read_record(path)
+        recorded = existing[run.name]
         label = (
             f"[{index}/{len(planned)}] {spec.experiment.name} {run.method} "
             f"b={run.batch_size} seed={run.seed}"
         )
-        if existing is not None and existing.get("config_key") == key:
-            log(f"{label}: already recorded ({existing['status']}), skipped")
-            written[run.name] = existing
+        if recorded is not None and recorded.get("config_key") == key:
+            log(f"{label}: already recorded ({recorded['status']}), skipped")
+            written[run.name] = recorded
             continue
         if run.same_run_as is not None:
             record = {
@@ -249,16 +369,12 @@ def run_sweep(spec: SweepSpec, log=print) -> list[dict[str, Any]]:
             written[run.name] = record
             log(f"{label}: same recipe as {run.same_run_as} (k = 1), record shared")
             continue
+        saved = saved_checkpoints[run.name]
         per_rank_batch = run.batch_size // context.world_size
-        micro = spec.run.micro_batch_size or context.broadcast_int(
-            choose_micro_batch_size(
-                spec.experiment, spec.model_config, data, per_rank_batch, device, micro_batch_cache
-            )
+        micro = context.broadcast_int(
+            choose_micro_batch(spec, data, per_rank_batch, device, saved, micro_batch_cache)
         )
-        checkpoint_path = spec.out_dir / "checkpoints" / f"{Path(run.name).stem}.pt"
-        saved = load_checkpoint(checkpoint_path)
-        if saved is not None and not spec.resume:
-            log(f"{label}: a checkpoint exists at {checkpoint_path}; pass --resume to continue it")
+        checkpoint_path = checkpoints_dir / f"{Path(run.name).stem}.pt"
         steps_per_epoch = data.train.steps_per_epoch(run.batch_size)
         every_epochs = spec.run.checkpoint_every_epochs
         every_minutes = spec.run.checkpoint_every_minutes
@@ -280,9 +396,11 @@ def run_sweep(spec: SweepSpec, log=print) -> list[dict[str, Any]]:
             progress=spec.progress,
             description=label,
             checkpoint=policy,
-            resume=spec.resume and saved is not None,
+            resume=saved is not None,
             context=context,
             precision=spec.run.precision,
+            config_key=key,
+            config=run_config(spec, run),
         )
         env = environment(device.describe(), list(spec.command))
         record = build_record(
@@ -294,7 +412,9 @@ def run_sweep(spec: SweepSpec, log=print) -> list[dict[str, Any]]:
         written[run.name] = record
         metric = result.final.get(spec.experiment.primary_metric)
         summary = f"{spec.experiment.primary_metric}={metric:.4f}" if metric is not None else ""
-        seconds = f"{result.train_seconds:.1f}s"
+        if result.divergence:
+            summary += f" ({result.divergence['reason']})"
+        seconds = f"{result.progress.train_seconds:.1f}s"
         log(f"{label}: {result.status} {summary} in {seconds} (micro-batch {micro})")
     if context.is_main:
         write_report(spec)

@@ -31,31 +31,11 @@ from .checkpoint import (
 )
 from .devices import Device
 from .distributed import DistributedContext
-from .experiment import Batch, DataBundle, Experiment
+from .experiment import Batch, DataBundle, Divergence, Experiment
 from .targets import meets
 
 EVAL_BATCH_SIZE = 1024
 PRECISIONS = ("fp32", "bf16")
-
-
-@dataclass
-class RunResult:
-    """What a training run produced; the sweep turns it into a record."""
-
-    status: str  # "ok" or "diverged"
-    final: dict[str, float]
-    evals: list[dict[str, Any]]
-    curves: dict[str, list[float]]
-    steps_to_target: int | None
-    seconds_to_target: float | None
-    total_steps: int
-    steps_per_epoch: float
-    model_parameters: int
-    micro_batch_size: int
-    accumulation_steps: int
-    train_seconds: float
-    diverged_at_step: int | None = None
-    resumed_from_step: int | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -138,7 +118,35 @@ def autocast(device: Device, precision: str) -> contextlib.AbstractContextManage
     raise ValueError(f"precision {precision!r}: valid choices: {', '.join(PRECISIONS)}")
 
 
-def choose_micro_batch_size(
+#: ``Experiment.micro_batch_limits["cuda"]`` is written for a device with this much memory (a
+#: 16 GiB V100 or T4); a larger or smaller GPU scales it by a power of two (micro_batch_limit).
+CUDA_REFERENCE_MEMORY = 16 * 2**30
+
+
+def micro_batch_limit(experiment: Experiment, device: Device) -> int:
+    """The largest micro-batch for ``device``: the experiment's limit for the device kind, scaled
+    on CUDA by the device's memory (a power of two relative to CUDA_REFERENCE_MEMORY)."""
+    limits = experiment.micro_batch_limits
+    limit = int(limits.get(device.kind, limits["cpu"]))
+    if device.kind == "cuda":
+        memory = torch.cuda.get_device_properties(device.torch_device).total_memory
+        exponent = max(-4, min(4, math.floor(math.log2(memory / CUDA_REFERENCE_MEMORY))))
+        limit = max(1, int(limit * 2.0**exponent))
+    return limit
+
+
+def default_micro_batch_size(experiment: Experiment, per_device_batch: int, device: Device) -> int:
+    """The micro-batch a run uses unless told otherwise: the largest divisor of the per-device
+    batch that is at most ``micro_batch_limit``. A function of the configuration and the device
+    only (never of a stopwatch), so the same command splits its batches, and rounds its sums, the
+    same way every time (issue 13). A divisor keeps every micro-batch the same size."""
+    limit = micro_batch_limit(experiment, device)
+    if per_device_batch <= limit:
+        return per_device_batch
+    return max(d for d in range(1, limit + 1) if per_device_batch % d == 0)
+
+
+def measure_micro_batch_size(
     experiment: Experiment,
     model_config: Mapping[str, Any],
     data: DataBundle,
@@ -146,18 +154,21 @@ def choose_micro_batch_size(
     device: Device,
     cache: dict[tuple, dict[int, float]] | None = None,
 ) -> int:
-    """The micro-batch size (among the experiment's candidates up to ``batch_size``) with the
-    highest measured training throughput on this device.
+    """Opt-in (``--set run.measure_micro_batch=true``): the micro-batch size (among the
+    experiment's candidates up to ``batch_size``) with the highest measured training throughput
+    on this device. Timings vary with the machine's load, so two runs of the same command may
+    choose differently; the record says which size each step range used.
 
     Measured on a throw-away copy of the model under a forked RNG, so the run itself is unchanged.
     """
-    candidates = [c for c in experiment.micro_batch_candidates if c <= batch_size]
+    candidates = [
+        c for c in experiment.micro_batch_candidates if c <= batch_size and batch_size % c == 0
+    ]
     if not candidates or batch_size <= min(candidates):
         return batch_size
     if device.kind == "tpu":
-        # Every size would compile its own XLA graphs (tens of seconds each): take the largest
-        # candidate; set run.micro_batch_size to choose another.
-        return max(candidates)
+        # Every size would compile its own XLA graphs (tens of seconds each): not measured.
+        return default_micro_batch_size(experiment, batch_size, device)
     key = (experiment.name, repr(sorted(model_config.items())), str(device.torch_device))
     timings = cache.setdefault(key, {}) if cache is not None else {}
     missing = [c for c in candidates if c not in timings]
@@ -178,13 +189,16 @@ def choose_micro_batch_size(
                     seconds.append(time.perf_counter() - start)
                 model.zero_grad(set_to_none=True)
                 timings[size] = min(seconds[1:]) / micro_batch.size
-    best = min(candidates, key=lambda size: timings[size])
-    return best
+    return min(candidates, key=lambda size: timings[size])
 
 
 @dataclass
 class Progress:
-    """What a run has produced so far; saved in checkpoints so a resumed run continues it."""
+    """What a run has produced so far; saved in checkpoints so a resumed run continues it.
+
+    ``micro_batches`` lists the micro-batch of every step range, ``{"from_step", "size"}``: a run
+    resumed with another micro-batch (only when the user sets one) has two entries.
+    """
 
     step: int = 0
     train_seconds: float = 0.0
@@ -194,9 +208,72 @@ class Progress:
     evals: list[dict[str, Any]] = field(default_factory=list)
     steps_to_target: int | None = None
     seconds_to_target: float | None = None
+    micro_batches: list[dict[str, int]] = field(default_factory=list)
 
     def to_state(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def micro_batch_size(self) -> int | None:
+        """The micro-batch of the latest step range."""
+        return self.micro_batches[-1]["size"] if self.micro_batches else None
+
+
+@dataclass
+class RunResult:
+    """What a training run produced; the sweep turns it into a record."""
+
+    status: str  # "ok" or "diverged"
+    final: dict[str, float]
+    progress: Progress
+    total_steps: int
+    steps_per_epoch: float
+    model_parameters: int
+    accumulation_steps: int
+    divergence: dict[str, Any] | None = None  # {"step", "reason"} when status is "diverged"
+    resumed_from_step: int | None = None
+
+
+def divergence_check(
+    divergence: Divergence, losses: list[float], step: int
+) -> dict[str, Any] | None:
+    """Whether the training loss says the run has diverged (see ``Divergence``)."""
+    loss = losses[-1]
+    if not math.isfinite(loss):
+        return {"step": step, "reason": f"training loss is {loss} (not finite) at step {step}"}
+    window = losses[-divergence.window :]
+    if len(window) == divergence.window:
+        mean = math.fsum(window) / len(window)
+        limit = divergence.loss_factor * losses[0]
+        if mean > limit:
+            return {
+                "step": step,
+                "reason": (
+                    f"mean training loss {mean:.4g} over steps {step - len(window) + 1}-{step} "
+                    f"exceeds {divergence.loss_factor:g} x the first step's loss ({losses[0]:.4g})"
+                ),
+            }
+    return None
+
+
+def final_metric_check(
+    experiment: Experiment, metrics: Mapping[str, float], step: int
+) -> dict[str, Any] | None:
+    """Whether the final metric says the run has diverged (see ``Divergence``)."""
+    metric = experiment.primary_metric
+    value = metrics.get(metric)
+    if value is None:
+        return None
+    if not math.isfinite(value):
+        return {"step": step, "reason": f"final test {metric} is {value} (not finite)"}
+    limit = experiment.divergence.metric_limit
+    if limit is not None and experiment.better(limit, value):
+        return {
+            "step": step,
+            "reason": f"final test {metric} {value:.4g} is worse than {limit:g}, "
+            "far worse than chance",
+        }
+    return None
 
 
 def train(
@@ -214,13 +291,17 @@ def train(
     resume: bool = False,
     context: DistributedContext | None = None,
     precision: str = "fp32",
+    config_key: str | None = None,
+    config: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Train ``experiment``'s model with ``recipe`` and return curves and metrics.
 
     ``recipe.batch_size`` is the global batch; under torchrun each of the ``context.world_size``
-    ranks computes its slice of it. The run stops with status ``diverged`` as soon as the training
-    loss is not finite. With a ``checkpoint`` policy the run saves its full state as the policy
-    says (and on SIGTERM, then raises Preempted); ``resume`` continues from that checkpoint.
+    ranks computes its slice of it. The run stops with status ``diverged`` as the experiment's
+    ``Divergence`` rule says (a non-finite loss, a loss far above its start); a final metric
+    far worse than chance is recorded as ``diverged`` too. With a ``checkpoint`` policy the run
+    saves its full state, tagged with ``config_key``, as the policy says (and on SIGTERM or SIGINT,
+    then raises Preempted); ``resume`` continues from that checkpoint.
     """
     context = context or DistributedContext()
     checkpoint = checkpoint or CheckpointPolicy(path=None)
@@ -246,8 +327,10 @@ def train(
         restore_rng_states(saved["rng"])
         states = saved["carried_states"]
         run = Progress(**saved["progress"])
+    if run.micro_batch_size != micro_batch_size:
+        run.micro_batches.append({"from_step": run.step, "size": micro_batch_size})
 
-    status, diverged_at = "ok", None
+    divergence: dict[str, Any] | None = None
     stream = data.train.stream(
         recipe.batch_size, seed, start_step=run.step, shard=(context.rank, context.world_size)
     )
@@ -278,8 +361,8 @@ def train(
             run.curves["step"].append(step)
             run.curves["lr"].append(lr)
             run.curves["loss"].append(loss)
-            if not math.isfinite(loss):
-                status, diverged_at = "diverged", step
+            divergence = divergence_check(experiment.divergence, run.curves["loss"], step)
+            if divergence is not None:
                 break
             if recipe.grad_clip_norm is not None:
                 torch.nn.utils.clip_grad_norm_(module.parameters(), recipe.grad_clip_norm)
@@ -322,14 +405,20 @@ def train(
                         file=sys.stderr,
                         flush=True,
                     )
-                if not all(math.isfinite(v) for v in metrics.values()):
-                    status, diverged_at = "diverged", step
+                bad = [key for key, value in metrics.items() if not math.isfinite(value)]
+                if bad:
+                    divergence = {
+                        "step": step,
+                        "reason": f"validation {', '.join(bad)} not finite after step {step}",
+                    }
                     break
             if done < last_step and context.any(checkpoint.due(done)):
                 if context.is_main:
                     save_checkpoint(
                         checkpoint.path,
                         {
+                            "config_key": config_key,
+                            "config": dict(config or {}),
                             "model": module.state_dict(),
                             "optimizer": optimizer.state_dict(),
                             "scheduler": scheduler.state_dict(),
@@ -342,21 +431,19 @@ def train(
                 checkpoint.saved()
     bar.close()
 
-    final = run_evaluation(experiment, module, data.test, device) if status == "ok" else {}
+    final: dict[str, float] = {}
+    if divergence is None:
+        final = run_evaluation(experiment, module, data.test, device)
+        divergence = final_metric_check(experiment, final, run.step)
     return RunResult(
-        status=status,
+        status="ok" if divergence is None else "diverged",
         final=final,
-        evals=run.evals,
-        curves=run.curves,
-        steps_to_target=run.steps_to_target,
-        seconds_to_target=run.seconds_to_target,
+        progress=run,
         total_steps=last_step,
         steps_per_epoch=steps_per_epoch,
         model_parameters=count_parameters(module),
-        micro_batch_size=micro_batch_size,
         accumulation_steps=math.ceil(recipe.batch_size / context.world_size / micro_batch_size),
-        train_seconds=run.train_seconds,
-        diverged_at_step=diverged_at,
+        divergence=divergence,
         resumed_from_step=saved["progress"]["step"] if saved is not None else None,
     )
 
