@@ -19,6 +19,7 @@ from typing import Any
 
 import date
 from date import Recipe
+from reproduce.datasets.integrity import DataError
 
 from .checkpoint import Preempted
 from .devices import DEVICE_KINDS
@@ -250,6 +251,38 @@ def build_spec(arguments: argparse.Namespace, argv: Sequence[str]) -> SweepSpec:
     return spec
 
 
+def check_data(spec: SweepSpec) -> None:
+    """The experiment's own check that its data is there (ImageNet, WMT16 are not shipped):
+    UsageError with what to provide, before anything is written or trained."""
+    if spec.experiment.check_data is None:
+        return
+    try:
+        spec.experiment.check_data(spec.data_source, spec.data_dir, spec.data_config)
+    except DataError as error:
+        raise UsageError(str(error)) from None
+
+
+class CountedExamples:
+    """The training split's size only: what --plan needs when the data itself is absent."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def steps_per_epoch(self, batch_size: int) -> float:
+        return self.size / batch_size
+
+
+def plan_train_data(spec: SweepSpec) -> Any:
+    """The training data for --plan: the real split where it is there, else its declared size."""
+    experiment = spec.experiment
+    if experiment.check_data is not None and experiment.train_examples is not None:
+        try:
+            experiment.check_data(spec.data_source, spec.data_dir, spec.data_config)
+        except DataError:
+            return CountedExamples(experiment.train_examples(spec.data_config))
+    return experiment.build_data(spec.data_source, spec.data_dir, spec.data_config).train
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -261,9 +294,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
     if arguments.plan:
-        data = spec.experiment.build_data(spec.data_source, spec.data_dir, spec.data_config)
-        print(resolved_plan_table(spec, data.train))
+        print(resolved_plan_table(spec, plan_train_data(spec)))
         return 0
+    try:
+        check_data(spec)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return USAGE_ERROR
     log = (lambda message: None) if arguments.quiet else print
     try:
         run_sweep(spec, log=log)

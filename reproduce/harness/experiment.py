@@ -200,6 +200,17 @@ class Experiment:
     )
     tuning_grid: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)  # base-batch grid
     divergence: Divergence = Divergence()
+    # Optional hooks, for experiments whose data is not shipped (ImageNet, WMT16):
+    # check_data(source, data_dir, data_config) raises reproduce.datasets.DataError with what
+    # to provide (where it looked, the layout, the preparation command, --data-dir) when the
+    # data is not there; the CLI calls it before anything is written and exits 2.
+    check_data: Callable[[str, Path | None, Mapping[str, Any]], None] | None = None
+    # train_examples(data_config): the size of the training split without reading it, so that
+    # --plan (steps per epoch, warmup steps) works where the data is absent.
+    train_examples: Callable[[Mapping[str, Any]], int] | None = None
+    # synthetic_batch(model_config, data_config, size): a batch of the real shapes and dtypes,
+    # for timing a training step (--plan's estimate) without the data.
+    synthetic_batch: Callable[[Mapping[str, Any], Mapping[str, Any], int], Batch] | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in ("min", "max"):
