@@ -22,7 +22,24 @@ from reproduce.datasets.integrity import (
     verify_file,
 )
 
+IMAGENET_SAMPLE = sorted(
+    f"imagenet_sample/{name}"
+    for name in (
+        "n01440764_tench.JPEG",
+        "n02102040_English_springer.JPEG",
+        "n02979186_cassette_player.JPEG",
+        "n03000684_chain_saw.JPEG",
+        "n03028079_church.JPEG",
+        "n03394916_French_horn.JPEG",
+        "n03417042_garbage_truck.JPEG",
+        "n03425413_gas_pump.JPEG",
+        "n03445777_golf_ball.JPEG",
+        "n03888257_parachute.JPEG",
+        "wnids_1000.txt",
+    )
+)
 SHIPPED = [
+    *IMAGENET_SAMPLE,
     "mnist/t10k-images-idx3-ubyte.gz",
     "mnist/t10k-labels-idx1-ubyte.gz",
     "mnist/train-images-idx3-ubyte.gz",
@@ -42,7 +59,9 @@ def test_data_root_is_the_repos_data_folder() -> None:
 def test_checksums_json_lists_every_shipped_file_with_the_stored_hash() -> None:
     table = json.loads(CHECKSUMS_FILE.read_text())
     assert sorted(table) == SHIPPED
-    on_disk = sorted(p.relative_to(DATA_ROOT).as_posix() for p in DATA_ROOT.glob("*/*.gz"))
+    on_disk = sorted(
+        p.relative_to(DATA_ROOT).as_posix() for p in DATA_ROOT.glob("*/*") if p.is_file()
+    )
     assert on_disk == SHIPPED
     readme = (DATA_ROOT / "README.md").read_text()
     for rel, entry in table.items():
