@@ -273,14 +273,44 @@ class CountedExamples:
 
 
 def plan_train_data(spec: SweepSpec) -> Any:
-    """The training data for --plan: the real split where it is there, else its declared size."""
+    """The training data for --plan: its declared size where the experiment declares one (data
+    that is not shipped: reading it, a 1.28M-file listing or a hub download, is no job for a
+    plan), else the real split."""
     experiment = spec.experiment
-    if experiment.check_data is not None and experiment.train_examples is not None:
-        try:
-            experiment.check_data(spec.data_source, spec.data_dir, spec.data_config)
-        except DataError:
-            return CountedExamples(experiment.train_examples(spec.data_config))
+    if experiment.train_examples is not None:
+        return CountedExamples(experiment.train_examples(spec.data_config))
     return experiment.build_data(spec.data_source, spec.data_dir, spec.data_config).train
+
+
+def plan_estimate(spec: SweepSpec, train: Any) -> str:
+    """--plan's time estimate: a few training steps timed on the sweep's device, multiplied out
+    over the planned runs (reproduce.harness.estimate). Raises ValueError (exit 2) when the
+    device is not there."""
+    from . import estimate
+    from .devices import resolve_device
+    from .trainer import default_micro_batch_size
+
+    device = resolve_device(spec.device)
+    runs = plan_runs(spec)
+    micro = spec.run.micro_batch_size or default_micro_batch_size(
+        spec.experiment, min(run.batch_size for run in runs), device
+    )
+    cost = estimate.measure_step_cost(
+        spec.experiment,
+        spec.base_recipe,
+        spec.model_config,
+        spec.data_config,
+        device,
+        micro,
+        train=train,
+        precision=spec.run.precision,
+    )
+    return "\n\n".join(
+        [
+            estimate.describe(cost, device.describe()["device_name"]),
+            estimate.sweep_estimate_table(cost, runs, train.steps_per_epoch),
+        ]
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -294,7 +324,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
     if arguments.plan:
-        print(resolved_plan_table(spec, plan_train_data(spec)))
+        train = plan_train_data(spec)
+        print(resolved_plan_table(spec, train))
+        source = "declared" if isinstance(train, CountedExamples) else "counted in the data"
+        print(f"\nTraining examples per epoch: {train.steps_per_epoch(1):,.0f} ({source}).\n")
+        try:
+            print(plan_estimate(spec, train))
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return USAGE_ERROR
         return 0
     try:
         check_data(spec)

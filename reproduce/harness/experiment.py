@@ -190,6 +190,10 @@ class Experiment:
     band_floor: float = 0.0  # smallest tolerance band, in units of the primary metric
     model_defaults: Mapping[str, Any] = field(default_factory=dict)  # keys --set model.KEY accepts
     data_defaults: Mapping[str, Any] = field(default_factory=dict)  # keys --set data.KEY accepts
+    # Data keys that change how the data is read but never what is trained (loader workers, say):
+    # left out of a run's configuration key, so a rerun or --resume with another value continues
+    # the same run; the record still shows them.
+    data_runtime_keys: tuple[str, ...] = ()
     data_sources: tuple[str, ...] = ("local",)
     micro_batch_candidates: tuple[int, ...] = (64, 128, 256, 512, 1024)
     # The largest micro-batch per device kind, the default split of a global batch (a function of

@@ -153,7 +153,11 @@ def run_config(spec: SweepSpec, run: PlannedRun) -> dict[str, Any]:
         "recipe": run.recipe.to_dict(),
         "seed": run.seed,
         "model": spec.model_config,
-        "data": spec.data_config,
+        "data": {
+            key: value
+            for key, value in spec.data_config.items()
+            if key not in spec.experiment.data_runtime_keys
+        },
         "data_source": spec.data_source,
         "evals_per_epoch": spec.evals_per_epoch,
         "precision": spec.run.precision,
