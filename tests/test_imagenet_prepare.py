@@ -141,7 +141,8 @@ def test_the_experiment_trains_on_the_prepared_folder(prepared, tmp_path):
     out = tmp_path / "runs"
     argv = ["imagenet_resnet50", "--preset", "smoke", "--data-dir", str(prepared), "--quiet"]
     argv += ["--set", "data.sample=false", "--set", "data.classes=10", "--methods", "date"]
-    argv += ["--batch-sizes", "4", "--set", "run.micro_batch_size=2", "--out", str(out)]
+    argv += ["--batch-sizes", "4", "--set", "run.micro_batch_size=2", "--set", "epochs=1"]
+    argv += ["--out", str(out)]
     assert run_main(argv) == 0
     record = json.loads((out / "runs" / "date_b4_s0.json").read_text())
     assert record["status"] == "ok"
