@@ -15,6 +15,11 @@ Ratios (each the median over blocks of side A's time per example / side B's):
 - big / small batch, per example, mnist_lstm: one harness step of batch 8192 (the paper's x64)
   accumulated as 64 micro-batches of 128, against 64 harness steps of batch 128. The work per
   example is the same forward and backward, so the cost per example should be about the same.
+- harness / bare, imagenet_resnet50 at batch 16 (torchvision's ResNet-50, 112 px so that a step
+  takes about a second on one CPU thread): the harness step (the loss hook's on-device
+  normalization, LARS and DATE's scheduler through ``date``) against a bare torchvision step of
+  the same uint8 batch (normalize, channels_last, cross-entropy with label smoothing,
+  pytorch-optimizer's LARS with the lr set by hand).
 """
 
 from __future__ import annotations
@@ -258,6 +263,94 @@ def ptb_ratio(blocks: int) -> Ratio:
     )
 
 
+IMAGENET_BATCH = 16
+IMAGENET_IMAGE_SIZE = 112
+
+
+def bare_resnet_step(
+    model: torch.nn.Module, recipe: date.Recipe, images: torch.Tensor, labels: torch.Tensor
+) -> Callable[[], None]:
+    """A bare torchvision training step of the same uint8 batches: normalize, channels_last,
+    mean cross-entropy with label smoothing 0.1, pytorch-optimizer's LARS over the usual two
+    parameter groups, lr from a two-line formula (linear warmup, then poly decay)."""
+    from pytorch_optimizer import LARS
+    from torchvision.transforms.v2 import functional
+
+    from reproduce.datasets.imagenet import MEAN, STD
+
+    batch_size, count = recipe.batch_size, len(labels)
+    steps_per_epoch = count / batch_size
+    warmup, total = recipe.warmup_epochs * steps_per_epoch, recipe.epochs * steps_per_epoch
+    matrices = [p for p in model.parameters() if p.ndim > 1]
+    vectors = [p for p in model.parameters() if p.ndim <= 1]
+    optimizer = LARS(
+        [
+            {"params": matrices, "weight_decay": recipe.weight_decay},
+            {"params": vectors, "weight_decay": 0.0},
+        ],
+        lr=recipe.lr,
+        momentum=recipe.momentum,
+        trust_coefficient=recipe.trust_coefficient,
+    )
+    generator = torch.Generator().manual_seed(0)
+    progress = {"step": 0, "order": torch.randperm(count, generator=generator), "offset": 0}
+
+    def step() -> None:
+        index = progress["step"]
+        ramp = min(1.0, index / warmup) if warmup > 0 else 1.0
+        decay = max(0.0, 1 - (index - warmup) / (total - warmup)) if index > warmup else 1.0
+        for group in optimizer.param_groups:
+            group["lr"] = recipe.lr * ramp * decay**recipe.poly_power
+        if progress["offset"] + batch_size > count:
+            progress["order"] = torch.randperm(count, generator=generator)
+            progress["offset"] = 0
+        chosen = progress["order"][progress["offset"] : progress["offset"] + batch_size]
+        progress["offset"] += batch_size
+        inputs = functional.normalize(images[chosen].float().div_(255), MEAN, STD)
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(inputs), labels[chosen], label_smoothing=0.1)
+        loss.backward()
+        optimizer.step()
+        progress["step"] = index + 1
+
+    return step
+
+
+def imagenet_ratio(blocks: int) -> Ratio:
+    experiment = get_experiment("imagenet_resnet50")
+    recipe = experiment.base_recipe.replace(batch_size=IMAGENET_BATCH)
+    data_config = {**experiment.data_defaults, "image_size": IMAGENET_IMAGE_SIZE}
+    batch = experiment.synthetic_batch(experiment.model_defaults, data_config, 4 * IMAGENET_BATCH)
+    images, labels = batch.tensors
+    train = ShuffledExamples(images, labels)
+
+    def model() -> torch.nn.Module:
+        torch.manual_seed(0)
+        return experiment.build_model(experiment.model_defaults).train()
+
+    harness = Side(
+        f"harness b{IMAGENET_BATCH}",
+        harness_step(experiment, model(), recipe, train, IMAGENET_BATCH),
+        IMAGENET_BATCH,
+        1,
+    )
+    bare = Side(
+        f"bare b{IMAGENET_BATCH}",
+        bare_resnet_step(model(), recipe, images, labels),
+        IMAGENET_BATCH,
+        1,
+    )
+    return Ratio(
+        f"imagenet_resnet50 harness / bare torchvision, batch {IMAGENET_BATCH} "
+        f"({IMAGENET_IMAGE_SIZE} px)",
+        harness,
+        bare,
+        HARNESS_OVER_BARE_LIMIT,
+        *interleave(harness, bare, 2 * blocks, warmup_calls=1),
+    )
+
+
 def table(ratios: Sequence[Ratio]) -> str:
     """Both sides' median time per example, the ratio, its spread over blocks and its limit."""
     rows = []
@@ -295,10 +388,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--blocks and --threads must be positive")
     torch.set_num_threads(arguments.threads)
     started = time.perf_counter()
-    ratios = [*mnist_ratios(arguments.blocks), ptb_ratio(arguments.blocks)]
+    ratios = [
+        *mnist_ratios(arguments.blocks),
+        ptb_ratio(arguments.blocks),
+        imagenet_ratio(arguments.blocks),
+    ]
     print(
         f"{arguments.blocks} interleaved blocks for big / small, "
-        f"{SHORT_BLOCKS_FACTOR * arguments.blocks} for harness / bare; "
+        f"{SHORT_BLOCKS_FACTOR * arguments.blocks} for the LSTM harness / bare ratios, "
+        f"{2 * arguments.blocks} for imagenet's; "
         f"{torch.get_num_threads()} thread(s), "
         f"torch {torch.__version__}, {time.perf_counter() - started:.0f} s"
     )
