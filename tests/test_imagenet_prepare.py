@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -206,3 +207,18 @@ def test_the_command_line_exits_2_on_bad_input_and_0_when_done(archives, tmp_pat
     argv = ["prepare", "--out", str(tmp_path / "y"), "--val-tar", str(archives["val"])]
     assert imagenet.main([*argv, "--val-labels", str(archives["text"])]) == 0
     assert f"--data-dir {tmp_path / 'y'}" in capsys.readouterr().out
+
+
+def test_a_corrupt_image_met_during_training_stops_the_run_naming_it(prepared, tmp_path, capsys):
+    copy = tmp_path / "imagenet"
+    shutil.copytree(prepared, copy)
+    wnid = imagenet.wnids()[0]
+    bad = copy / "train" / wnid / f"{wnid}_0.JPEG"
+    bad.write_bytes(b"\xff\xd8 truncated")
+    argv = ["imagenet_resnet50", "--preset", "smoke", "--data-dir", str(copy), "--quiet"]
+    argv += ["--set", "data.sample=false", "--set", "data.classes=10", "--methods", "date"]
+    argv += ["--batch-sizes", "4", "--set", "epochs=1", "--out", str(tmp_path / "runs")]
+    assert run_main(argv) == 2
+    error = capsys.readouterr().err
+    assert f"cannot read image {bad}" in error and "Traceback" not in error
+    assert not list((tmp_path / "runs" / "runs").glob("*.json"))

@@ -14,6 +14,8 @@
 #   XLA_PYTHON        interpreter to build it from (default: python3)
 #   XLA_TORCH         torch requirement (default: torch==2.9.1)
 #   XLA_TORCH_XLA     torch_xla requirement (default: torch_xla==2.9.*)
+#   XLA_TORCHVISION   torchvision requirement, the release built for that torch (default:
+#                     torchvision==0.24.1; imagenet_resnet50 needs it)
 #   XLA_FORCE=1       rebuild even if the stamp matches
 set -euo pipefail
 
@@ -22,11 +24,12 @@ VENV="${XLA_VENV:-$ROOT/.venv-xla}"
 PYTHON="${XLA_PYTHON:-python3}"
 TORCH_REQ="${XLA_TORCH:-torch==2.9.1}"
 TORCH_XLA_REQ="${XLA_TORCH_XLA:-torch_xla==2.9.*}"
+TORCHVISION_REQ="${XLA_TORCHVISION:-torchvision==0.24.1}"
 # The project's runtime dependencies other than torch (pyproject.toml [project].dependencies).
 PROJECT_DEPS=("numpy>=1.26" "pytorch-optimizer>=3.5,<5" "tabulate>=0.9" "tqdm>=4.66" "matplotlib>=3.8")
 
 STAMP="$VENV/.xla-setup-stamp"
-STAMP_TEXT="$("$PYTHON" -c 'import sys; print(sys.version.split()[0])') $TORCH_REQ $TORCH_XLA_REQ ${PROJECT_DEPS[*]}"
+STAMP_TEXT="$("$PYTHON" -c 'import sys; print(sys.version.split()[0])') $TORCH_REQ $TORCH_XLA_REQ $TORCHVISION_REQ ${PROJECT_DEPS[*]}"
 
 log() { printf '[setup_env] %s\n' "$*"; }
 
@@ -35,13 +38,15 @@ import_check() {
     PJRT_DEVICE=CPU OMP_NUM_THREADS=1 "$VENV/bin/python" - <<'PY'
 import torch
 import torch_xla
+import torchvision
 
 device = torch_xla.device()
 value = (torch.ones(3, device=device) * 2).sum()
 torch_xla.sync()
 assert float(value) == 6.0, value
 print(f"torch {torch.__version__} (cuda build: {torch.version.cuda}), "
-      f"torch_xla {torch_xla.__version__}, device {device}: import check ok")
+      f"torch_xla {torch_xla.__version__}, torchvision {torchvision.__version__}, "
+      f"device {device}: import check ok")
 PY
 }
 
@@ -75,22 +80,24 @@ PIP=("$VENV/bin/python" -m pip)
 # from the install time and gives the exact download size.
 WHEELHOUSE="$(mktemp -d "${TMPDIR:-/tmp}/xla-wheels.XXXXXX")"
 trap 'rm -rf "$WHEELHOUSE"' EXIT
-log "downloading $TORCH_REQ $TORCH_XLA_REQ ${PROJECT_DEPS[*]}"
+log "downloading $TORCH_REQ $TORCH_XLA_REQ $TORCHVISION_REQ ${PROJECT_DEPS[*]}"
 # One resolution for everything, so nothing can pull in another torch.
-"${PIP[@]}" download --quiet --dest "$WHEELHOUSE" "$TORCH_REQ" "$TORCH_XLA_REQ" "${PROJECT_DEPS[@]}"
+"${PIP[@]}" download --quiet --dest "$WHEELHOUSE" "$TORCH_REQ" "$TORCH_XLA_REQ" "$TORCHVISION_REQ" \
+    "${PROJECT_DEPS[@]}"
 downloaded=$(date +%s)
 log "downloaded $(du -sh "$WHEELHOUSE" | cut -f1) in $((downloaded - started)) s; largest wheels:"
 ls -S -s -h "$WHEELHOUSE" | sed -n '2,6p' | sed 's/^/    /'
 
 "${PIP[@]}" install --quiet --no-index --find-links "$WHEELHOUSE" \
-    "$TORCH_REQ" "$TORCH_XLA_REQ" "${PROJECT_DEPS[@]}"
+    "$TORCH_REQ" "$TORCH_XLA_REQ" "$TORCHVISION_REQ" "${PROJECT_DEPS[@]}"
 # The project itself, without its torch==2.14.1 pin.
 "${PIP[@]}" install --quiet --no-deps -e "$ROOT"
 installed=$(date +%s)
 log "installed in $((installed - downloaded)) s (total $((installed - started)) s)"
 
 log "resolved versions:"
-"${PIP[@]}" list 2>/dev/null | grep -i -E '^(torch|torch.xla|numpy|pytorch.optimizer|date-repro) ' \
+"${PIP[@]}" list 2>/dev/null \
+    | grep -i -E '^(torch|torch.xla|torchvision|numpy|pytorch.optimizer|date-repro) ' \
     | sed 's/^/    /'
 report_sizes
 import_check

@@ -342,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = (lambda message: None) if arguments.quiet else print
     try:
         run_sweep(spec, log=log)
-    except SweepError as error:
+    except (SweepError, DataError) as error:  # DataError: e.g. an image that cannot be read
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
     except Preempted as stop:
