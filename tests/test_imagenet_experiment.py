@@ -205,7 +205,7 @@ def test_loader_settings_are_not_part_of_a_runs_identity():
         return run_key(spec, plan_runs(spec)[0])
 
     assert key() == key("data.workers=3", "data.loader_batch=2", "data.eval_batch_size=5")
-    assert key() != key("data.image_size=64")
+    assert key() != key("data.image_size=96")
 
 
 def test_presets_are_the_paper_setting_and_its_reductions():
@@ -220,3 +220,21 @@ def test_presets_are_the_paper_setting_and_its_reductions():
     assert any("SC'19" in source for source in sources) and any("MLPerf" in s for s in sources)
     with pytest.raises(ValueError):
         EXPERIMENT.recipe_for("full", {"warmup_epochs": 91})
+
+
+def test_loader_speed_prints_both_rates_and_the_workers_needed(capsys, tmp_path):
+    from reproduce.imagenet_resnet50 import loader_speed
+
+    argv = ["--image-size", "64", "--micro-batch", "1", "--images", "10"]
+    assert loader_speed.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "images/s per worker (one thread)" in lines[0] and "shipped images" in lines[0]
+    assert "training step on" in lines[1] and "(cpu, fp32, micro-batch 1)" in lines[1]
+    worker_rate = float(lines[0].split(": ")[1].split()[0])
+    step_rate = float(lines[1].split(": ")[1].split()[0])
+    assert worker_rate > 0 and step_rate > 0
+    assert lines[2].startswith(
+        f"workers needed to keep it fed: {math.ceil(step_rate / worker_rate)} "
+    )
+    assert loader_speed.main(["--data-dir", str(tmp_path)]) == 2
+    assert f"{tmp_path / 'train'} is not a folder" in capsys.readouterr().err

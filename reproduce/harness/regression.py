@@ -87,7 +87,7 @@ REGRESSION_SIZES: dict[str, RegressionSize] = {
     # falls from 9.2 to 6.5 nats; the 10,000-word softmax is most of the cost.
     "ptb_small": PTB_SIZE,
     "ptb_large": PTB_SIZE,
-    # 20 steps of 4 of the 10 shipped images at 32 px (8 epochs; the smoke preset's 4 would be
+    # 20 steps of 4 of the 10 shipped images at 64 px (8 epochs; the smoke preset's 4 would be
     # 10 steps, too few for 20 curve points): the full ResNet-50 learns the 10 images.
     "imagenet_resnet50": RegressionSize(epochs=8),
 }
