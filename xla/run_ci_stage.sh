@@ -6,9 +6,11 @@
 #   2. xla/multi_device_check.py: 2 XLA devices (xla/launch.py) match 1 at the same global batch;
 #   3. xla/smoke.py on imagenet_resnet50's smoke preset (torchvision's ResNet-50, the shipped
 #      images at 64 px, LARS, micro-batches of 2): compiling its graphs on PJRT's CPU client
-#      takes minutes. Accuracy over 10 images moves in steps of 0.1, so --metric-atol 0.02 still
-#      asks for the same top-1 and top-5; it lets the final eval loss differ by 0.5% (batch
-#      norm's running statistics come from micro-batches of 2 after 5 steps).
+#      takes minutes. Its losses drift apart faster than the LSTM's (batch norm over
+#      micro-batches of 2, LARS at lr 4): within 9e-5 after 5 steps in the run that set these
+#      tolerances, so --rtol 1e-3 (a wrong normalization or gradient moves them by 1e-2 or
+#      more). Accuracy over 10 images moves in steps of 0.1, so --metric-atol 0.02 still asks
+#      for the same top-1 and top-5, and lets the final eval loss (4.3) differ by 0.5%.
 #   bash xla/run_ci_stage.sh [smoke.py arguments]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,4 +22,5 @@ cd "$ROOT"
 export PJRT_DEVICE=CPU OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 "$VENV/bin/python" xla/smoke.py "$@"
 "$VENV/bin/python" xla/multi_device_check.py --devices "${XLA_CHECK_DEVICES:-2}"
-"$VENV/bin/python" xla/smoke.py --experiment imagenet_resnet50 --micro-batch 2 --metric-atol 0.02
+"$VENV/bin/python" xla/smoke.py --experiment imagenet_resnet50 --micro-batch 2 --rtol 1e-3 \
+    --metric-atol 0.02

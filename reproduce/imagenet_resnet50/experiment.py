@@ -199,8 +199,10 @@ EXPERIMENT = Experiment(
             data={"sample": True, "image_size": 64, "workers": 0},
             methods=("sqrt", "date"),
         ),
-        # Hours on one GPU, real ImageNet: 100 of the classes (every 10th), 16 epochs, x8, every
-        # method (8 trained runs). A check of the trend, not of the 90-epoch references.
+        # Real ImageNet, meant for one GPU in hours: 100 of the classes (every 10th, about 128k
+        # images), 16 epochs, x8, every method: 8 trained runs, about 16M images in all
+        # (`--plan --device cuda` estimates the time). A check of the trend, not of the 90-epoch
+        # references.
         "quick": Preset(
             name="quick",
             batch_sizes=(512, 4096),
