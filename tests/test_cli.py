@@ -139,4 +139,5 @@ def test_script_runs_from_any_folder(tmp_path):
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert "experiments: mnist_lstm" in result.stdout
+    assert "experiments (presets: batch sizes):\n  mnist_lstm" in result.stdout
+    assert "aliases: legw = date" in result.stdout and "default preset: quick" in result.stdout

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 import types
 import typing
@@ -22,8 +23,9 @@ from date import Recipe
 from reproduce.datasets.integrity import DataError
 
 from .checkpoint import Preempted
-from .devices import DEVICE_KINDS
+from .devices import DEVICE_KINDS, check_device
 from .experiment import PRESET_NAMES, Experiment
+from .records import RecordError
 from .registry import experiments, get_experiment
 from .sweep import (
     RunSettings,
@@ -55,13 +57,27 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("experiment", help="experiment name (see --help epilog for the list)")
-    parser.add_argument("--methods", help="comma-separated scaling methods (default: the preset's)")
+    parser.add_argument(
+        "--methods",
+        help="comma-separated scaling methods (default: the preset's); see the list below",
+    )
     parser.add_argument(
         "--batch-sizes", help="comma-separated global batch sizes (default: the preset's)"
     )
-    parser.add_argument("--preset", choices=PRESET_NAMES, default=DEFAULT_PRESET)
     parser.add_argument(
-        "--seeds", type=int, help="seeds per run (the base batch gets at least the preset's)"
+        "--preset",
+        choices=PRESET_NAMES,
+        default=DEFAULT_PRESET,
+        help=(
+            "smoke: seconds, what the tests run; quick (the default): minutes on a CPU, the "
+            "trend on a reduced budget; full: the paper's setting, whose records are published"
+        ),
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        help="seeds of every run, the base batch's included (default: the preset's: 1, and "
+        "more at the base batch, where the tolerance band is measured); 1 lowers those too",
     )
     parser.add_argument("--device", choices=DEVICE_KINDS, default="cpu")
     parser.add_argument(
@@ -83,8 +99,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--resume", action="store_true", help="continue unfinished runs from their checkpoints"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or per-run lines")
+    parser.add_argument(
+        "--quiet", action="store_true", help="print nothing but errors (the reports are written)"
+    )
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
+
+
+def help_epilog() -> str:
+    """The experiments with their presets' batch sizes, and the methods with their aliases."""
+    lines = ["experiments (presets: batch sizes):"]
+    for name, experiment in experiments().items():
+        presets = "; ".join(
+            f"{preset}: {', '.join(str(b) for b in experiment.presets[preset].batch_sizes)}"
+            for preset in PRESET_NAMES
+        )
+        lines.append(f"  {name:<18} {experiment.description}")
+        lines.append(f"  {'':<18} {presets}")
+    aliases = ", ".join(f"{alias} = {method}" for alias, method in date.ALIASES.items())
+    lines.append(f"methods: {', '.join(date.METHODS)} (aliases: {aliases})")
+    lines.append(f"default preset: {DEFAULT_PRESET}")
+    return "\n".join(lines)
 
 
 def parse_list(text: str | None, what: str) -> list[str] | None:
@@ -210,7 +245,35 @@ def parse_overrides(
     micro = run.get("micro_batch_size")
     if micro is not None and micro <= 0:
         raise UsageError(f"--set run.micro_batch_size={micro}: must be a positive integer")
+    for key in ("evals_per_epoch", "checkpoint_every_epochs"):
+        value = run.get(key)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise UsageError(f"--set run.{key}={value}: must be a positive number (or none)")
+    minutes = run.get("checkpoint_every_minutes")
+    if minutes is not None and not (math.isfinite(minutes) and minutes >= 0):
+        raise UsageError(
+            f"--set run.checkpoint_every_minutes={minutes}: must be >= 0 (0 or none: no timed "
+            "checkpoints)"
+        )
     return recipe, model, data, RunSettings(**run)
+
+
+def check_model_config(spec: SweepSpec) -> None:
+    """Build the model on torch's meta device (no memory, no compute), so that a model config
+    the model rejects is a usage error now rather than a traceback later."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            spec.experiment.build_model(spec.model_config)
+    except (ValueError, TypeError, RuntimeError, ZeroDivisionError) as error:
+        keys = " ".join(f"model.{key}={value}" for key, value in spec.model_overrides.items())
+        where = f"--set {keys}" if keys else f"the {spec.preset!r} preset's model config"
+        raise UsageError(
+            f"{where}: the {spec.experiment.name} model cannot be built with it "
+            f"({str(error).splitlines()[0] if str(error) else type(error).__name__}); "
+            f"its defaults are {dict(spec.experiment.model_defaults)}"
+        ) from None
 
 
 def build_spec(arguments: argparse.Namespace, argv: Sequence[str]) -> SweepSpec:
@@ -223,6 +286,10 @@ def build_spec(arguments: argparse.Namespace, argv: Sequence[str]) -> SweepSpec:
     recipe, model, data, run = parse_overrides(arguments.set, experiment, arguments.preset)
     if arguments.seeds is not None and arguments.seeds <= 0:
         raise UsageError(f"--seeds {arguments.seeds}: must be a positive integer")
+    try:
+        check_device(arguments.device)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     if arguments.data_dir is not None and not arguments.data_dir.is_dir():
         raise UsageError(f"--data-dir {arguments.data_dir}: no such folder")
     source = data.pop("source", "local")
@@ -232,6 +299,7 @@ def build_spec(arguments: argparse.Namespace, argv: Sequence[str]) -> SweepSpec:
         methods=parse_methods(arguments.methods) or preset.methods,
         batch_sizes=parse_batch_sizes(arguments.batch_sizes) or preset.batch_sizes,
         seeds=arguments.seeds or preset.seeds,
+        base_seeds=arguments.seeds,  # --seeds sets the base batch's seeds too (None: preset's)
         device=arguments.device,
         data_source=source,
         data_dir=arguments.data_dir,
@@ -248,6 +316,7 @@ def build_spec(arguments: argparse.Namespace, argv: Sequence[str]) -> SweepSpec:
         plan_runs(spec)  # every recipe of the sweep is valid, or we say which is not
     except ValueError as error:
         raise UsageError(str(error)) from None
+    check_model_config(spec)
     return spec
 
 
@@ -286,7 +355,7 @@ def plan_train_data(spec: SweepSpec) -> Any:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    parser.epilog = f"experiments: {', '.join(experiments())}; methods: {', '.join(date.METHODS)}"
+    parser.epilog = help_epilog()
     arguments = parser.parse_args(argv)
     try:
         spec = build_spec(arguments, argv)
@@ -304,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = (lambda message: None) if arguments.quiet else print
     try:
         run_sweep(spec, log=log)
-    except SweepError as error:
+    except (SweepError, DataError, RecordError) as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
     except Preempted as stop:
@@ -317,11 +386,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return INTERRUPTED
-    print(f"results: {spec.out_dir}")
-    for name in ("tables.md", "paper_diff.md"):
-        path = spec.out_dir / name
-        if path.exists():
-            print(path.read_text(encoding="utf-8"))
+    if not arguments.quiet:
+        print(f"results: {spec.out_dir}")
+        for name in ("tables.md", "paper_diff.md", "speedup.md", "plots"):
+            if (spec.out_dir / name).exists():
+                print(f"  {spec.out_dir / name}")
     return 0
 
 
