@@ -22,17 +22,18 @@ import date
 from date import Recipe
 from reproduce.datasets.integrity import DataError
 
+from .budgets import run_budget_sweep
 from .checkpoint import Preempted
 from .devices import DEVICE_KINDS, check_device
-from .experiment import PRESET_NAMES, Experiment
+from .experiment import OPTIONAL_PRESET_NAMES, PRESET_NAMES, Experiment
 from .records import RecordError
 from .registry import experiments, get_experiment
 from .sweep import (
     RunSettings,
     SweepError,
     SweepSpec,
+    folder_plan,
     plan_runs,
-    preset_plan,
     resolved_plan_table,
     run_sweep,
 )
@@ -66,11 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--preset",
-        choices=PRESET_NAMES,
+        choices=(*PRESET_NAMES, *OPTIONAL_PRESET_NAMES),
         default=DEFAULT_PRESET,
         help=(
             "smoke: seconds, what the tests run; quick (the default): minutes on a CPU, the "
-            "trend on a reduced budget; full: the paper's setting, whose records are published"
+            "trend on a reduced budget; full: the paper's setting, whose records are published; "
+            "budget (where an experiment has it): the full sweep repeated at several epoch "
+            "budgets, each with its base recipe tuned at the base batch"
         ),
     )
     parser.add_argument(
@@ -112,7 +115,13 @@ def help_epilog() -> str:
     for name, experiment in experiments().items():
         presets = "; ".join(
             f"{preset}: {', '.join(str(b) for b in experiment.presets[preset].batch_sizes)}"
-            for preset in PRESET_NAMES
+            + (
+                f" at E = {', '.join(f'{e:g}' for e in experiment.presets[preset].budgets)}"
+                if experiment.presets[preset].budgets
+                else ""
+            )
+            for preset in (*PRESET_NAMES, *OPTIONAL_PRESET_NAMES)
+            if preset in experiment.presets
         )
         lines.append(f"  {name:<18} {experiment.description}")
         lines.append(f"  {'':<18} {presets}")
@@ -282,6 +291,11 @@ def build_spec(arguments: argparse.Namespace, argv: Sequence[str]) -> SweepSpec:
         experiment = get_experiment(arguments.experiment)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    if arguments.preset not in experiment.presets:
+        raise UsageError(
+            f"--preset {arguments.preset}: {experiment.name} has no such preset; its presets: "
+            f"{', '.join(experiment.presets)}"
+        )
     preset = experiment.presets[arguments.preset]
     recipe, model, data, run = parse_overrides(arguments.set, experiment, arguments.preset)
     if arguments.seeds is not None and arguments.seeds <= 0:
@@ -372,7 +386,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE_ERROR
     log = (lambda message: None) if arguments.quiet else print
     try:
-        run_sweep(spec, log=log)
+        if spec.experiment.presets[spec.preset].budgets:
+            run_budget_sweep(spec, log=log)
+        else:
+            run_sweep(spec, log=log)
     except (SweepError, DataError, RecordError) as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
@@ -410,7 +427,7 @@ def main_tune(argv: Sequence[str] | None = None) -> int:
         spec = build_spec(arguments, argv)
         if not spec.experiment.tuning_grid:
             raise UsageError(f"experiment {spec.experiment.name!r} declares no tuning grid")
-        if arguments.out is None:
+        if arguments.out is None and not spec.experiment.presets[spec.preset].budgets:
             spec = dataclasses.replace(
                 spec, out_dir=Path("results") / spec.experiment.name / "tuning"
             )
@@ -418,6 +435,18 @@ def main_tune(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
     log = (lambda message: None) if arguments.quiet else print
+    if spec.experiment.presets[spec.preset].budgets:  # tune every budget of the grid
+        from .budgets import budget_folder, budgets_of, tune_budget
+
+        try:
+            for epochs in budgets_of(spec):
+                tune_budget(spec, epochs, log=log)
+                tuning = budget_folder(spec.out_dir, epochs) / "tuning" / "tuning.md"
+                print(tuning.read_text(encoding="utf-8"))
+        except SweepError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return USAGE_ERROR
+        return 0
     # `--set KEY=VALUE` on a grid key trains only that point of the axis (to split the grid over
     # processes); a final run without it finds every point recorded and writes the summary.
     grid = {
@@ -501,9 +530,26 @@ def main_report(argv: Sequence[str] | None = None) -> int:
         print(f"{readme_file}: results section up to date")
         return 0
 
-    folders = arguments.folders or sorted(
-        path.parent for path in arguments.results.glob("*/*/runs") if path.is_dir()
-    )
+    # A budget sweep's root (results/EXP/budget) stands for its budget folders (E10, E20, ...)
+    budget_roots = [
+        folder
+        for folder in arguments.folders
+        if not (folder / "runs").is_dir() and any(path.is_dir() for path in folder.glob("E*/runs"))
+    ]
+    folders = [
+        *(folder for folder in arguments.folders if folder not in budget_roots),
+        *(path.parent for root in budget_roots for path in sorted(root.glob("E*/runs"))),
+    ]
+    if not arguments.folders:
+        folders = sorted(
+            path.parent
+            for pattern in ("*/*/runs", "*/*/E*/runs")
+            for path in arguments.results.glob(pattern)
+            if path.is_dir()
+        )
+        budget_roots = sorted(
+            {path.parent.parent for path in arguments.results.glob("*/*/E*/runs")}
+        )
     registered = experiments()
     for folder in folders:
         if not (folder / "runs").is_dir():
@@ -518,7 +564,7 @@ def main_report(argv: Sequence[str] | None = None) -> int:
             print(f"error: {folder}/runs holds no records", file=sys.stderr)
             return USAGE_ERROR
         first = json.loads(record_files[0].read_text(encoding="utf-8"))
-        name, preset = first.get("experiment"), first.get("preset")
+        name = first.get("experiment")
         if name not in registered:
             print(f"error: {record_files[0]}: unknown experiment {name!r}", file=sys.stderr)
             return USAGE_ERROR
@@ -529,7 +575,7 @@ def main_report(argv: Sequence[str] | None = None) -> int:
             experiment.claims,
             experiment.band_floor,
             command=f"python reproduce/report.py {folder}",
-            plan=preset_plan(experiment, preset) if preset in experiment.presets else None,
+            plan=folder_plan(experiment, first),
         )
         print(f"{folder}: wrote {', '.join(sorted(p.name for p in paths.values()))}", file=log)
         diff = json.loads(paths["paper_diff_json"].read_text(encoding="utf-8"))
@@ -551,6 +597,12 @@ def main_report(argv: Sequence[str] | None = None) -> int:
                 ],
             }
         )
+    for root in budget_roots:
+        from .budget_report import write_budget_report
+
+        record = json.loads(next(root.glob("E*/runs/*.json")).read_text(encoding="utf-8"))
+        paths = write_budget_report(root, registered[record["experiment"]])
+        print(f"{root}: wrote {', '.join(sorted(p.name for p in paths.values()))}", file=log)
     if arguments.readme:
         try:
             atomic_write_text(readme_file, generated_readme())

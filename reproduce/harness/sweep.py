@@ -120,6 +120,9 @@ def plan_runs(spec: SweepSpec) -> list[PlannedRun]:
         seeds = spec.seeds
         if batch_size == base.batch_size:
             seeds = max(seeds, preset.base_seeds if spec.base_seeds is None else spec.base_seeds)
+        decisive = batch_size % base.batch_size == 0 and (
+            batch_size // base.batch_size in preset.decisive_scales
+        )
         for method in spec.methods:
             recipe = date.scale(base, batch_size, method)
             if recipe.lr > float32_max:
@@ -128,7 +131,12 @@ def plan_runs(spec: SweepSpec) -> list[PlannedRun]:
                     f"{recipe.lr:g}, beyond float32's range (the parameters' dtype); use a "
                     "smaller --set lr"
                 )
-            for seed in range(seeds):
+            method_seeds = seeds
+            if decisive and date.canonical_method(method) in preset.decisive_methods:
+                method_seeds = max(seeds, preset.decisive_seeds)
+                if spec.base_seeds is not None:  # --seeds N: N everywhere
+                    method_seeds = spec.base_seeds
+            for seed in range(method_seeds):
                 identity = (json.dumps(recipe.to_dict(), sort_keys=True), seed)
                 run = PlannedRun(date.canonical_method(method), batch_size, seed, recipe)
                 if identity in trained:
@@ -139,9 +147,12 @@ def plan_runs(spec: SweepSpec) -> list[PlannedRun]:
     return planned
 
 
-def preset_plan(experiment: Experiment, preset: str) -> list[PlannedRun]:
-    """Every run of ``preset`` as the preset defines it (its methods, batches and seeds, no
-    overrides): what a report checks a results folder's coverage against."""
+def preset_plan(
+    experiment: Experiment, preset: str, recipe_overrides: Mapping[str, Any] | None = None
+) -> list[PlannedRun]:
+    """Every run of ``preset`` as the preset defines it (its methods, batches and seeds), from
+    the base recipe with ``recipe_overrides`` (a budget's epochs and tuned lr): what a report
+    checks a results folder's coverage against."""
     settings = experiment.presets[preset]
     return plan_runs(
         SweepSpec(
@@ -150,8 +161,22 @@ def preset_plan(experiment: Experiment, preset: str) -> list[PlannedRun]:
             methods=settings.methods,
             batch_sizes=settings.batch_sizes,
             seeds=settings.seeds,
+            recipe_overrides=dict(recipe_overrides or {}),
         )
     )
+
+
+def folder_plan(experiment: Experiment, record: Mapping[str, Any]) -> list[PlannedRun] | None:
+    """The preset plan of the folder ``record`` belongs to, from the base recipe the record was
+    run with (so a budget folder is checked against its own budget and tuned recipe)."""
+    preset = record.get("preset")
+    if preset not in experiment.presets:
+        return None
+    base = record.get("base_recipe")
+    overrides = Recipe.from_dict(base).to_dict() if isinstance(base, Mapping) else None
+    if overrides is not None:
+        overrides = {key: tuple(v) if isinstance(v, list) else v for key, v in overrides.items()}
+    return preset_plan(experiment, preset, overrides)
 
 
 def run_config(spec: SweepSpec, run: PlannedRun) -> dict[str, Any]:
@@ -313,6 +338,7 @@ def build_record(
         "world_size": world_size,
         "precision": spec.run.precision,
         "resumed_from_step": result.resumed_from_step,
+        "epoch_budget": run.recipe.epochs,
         "recipe": run.recipe.to_dict(),
         "base_recipe": spec.base_recipe.to_dict(),
         "model_config": spec.model_config,
@@ -526,7 +552,7 @@ def write_report(spec: SweepSpec) -> dict[str, Path]:
         experiment.claims,
         experiment.band_floor,
         command=f"python reproduce/report.py {spec.out_dir}",
-        plan=preset_plan(experiment, spec.preset),
+        plan=preset_plan(experiment, spec.preset, spec.recipe_overrides),
     )
 
 

@@ -138,6 +138,18 @@ EXPERIMENT = Experiment(
             methods=date.METHODS,  # every scaling rule
             base_seeds=3,
         ),
+        # The full sweep at four epoch budgets (issue 12), lr tuned per budget at batch 128:
+        # at E = 10, batch 8192 gets 67 steps; at E = 80, 537. Two evaluations an epoch, so that
+        # steps to the target are resolved to half an epoch; 2 seeds where verdicts are decided.
+        "budget": Preset(
+            name="budget",
+            batch_sizes=SWEEP_BATCH_SIZES,
+            methods=date.METHODS,
+            base_seeds=3,
+            budgets=(10, 20, 40, 80),
+            decisive_seeds=2,
+            evals_per_epoch=2.0,
+        ),
     },
     build_data=build_data,
     build_model=build_model,
