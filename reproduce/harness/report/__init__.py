@@ -43,13 +43,16 @@ from .aggregation import Aggregate, aggregate
 from .band import ToleranceBand, tolerance_band
 from .formatting import NOT_RECORDED, markdown_text
 from .paper_verdicts import (
+    JUDGED_VERDICTS,
     TARGET_PRESET,
     VERDICTS,
+    judged_headline,
     missed_verified,
     ours_cell,
     paper_diff,
     paper_diff_markdown,
     target_cell,
+    verdict_counts,
 )
 from .plan_coverage import PlannedRun, coverage, coverage_markdown
 from .plots import LOG_AXIS_RATIO, plot_learning_curves, plot_lr_schedules, plot_metric_vs_batch
@@ -71,6 +74,7 @@ from .writer import DEFAULT_COMMAND, REPORT_FILES, write_report
 
 __all__ = [
     "DEFAULT_COMMAND",
+    "JUDGED_VERDICTS",
     "LOG_AXIS_RATIO",
     "NOT_RECORDED",
     "REPORT_FILES",
@@ -87,6 +91,7 @@ __all__ = [
     "aggregate",
     "coverage",
     "coverage_markdown",
+    "judged_headline",
     "load_records",
     "markdown_text",
     "metric_table",
@@ -106,5 +111,6 @@ __all__ = [
     "target_cell",
     "tolerance_band",
     "validate_record",
+    "verdict_counts",
     "write_report",
 ]

@@ -232,6 +232,45 @@ def missed_verified(rows: Sequence[Mapping[str, Any]]) -> int:
     return sum(row["kind"] in ("target", "claim") and row["verdict"] == "missed" for row in rows)
 
 
+#: The verdicts that compare ours with a verified reference value; the others say why no
+#: comparison was made, so they count neither as met nor as missed.
+JUDGED_VERDICTS = ("reproduced", "within tolerance", "missed")
+
+
+def verdict_counts(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """How many target and claim rows (not band rows) have each verdict, for every verdict."""
+    counts = {verdict: 0 for verdict in VERDICTS}
+    for row in rows:
+        if row["kind"] in ("target", "claim"):
+            counts[row["verdict"]] += 1
+    return counts
+
+
+def judged_headline(counts: Mapping[str, int]) -> str:
+    """One honest sentence of verdict counts (from ``verdict_counts``): how many targets and claims
+    were judged at all, why the others were not, and how the judged ones fared. Zero missed out of
+    zero judged reads as nothing judged, never as a pass."""
+    total = sum(counts.get(verdict, 0) for verdict in VERDICTS)
+    if total == 0:
+        return "No targets or claims to judge."
+    judged = sum(counts.get(verdict, 0) for verdict in JUDGED_VERDICTS)
+    unjudged = ", ".join(
+        f"{counts[verdict]} {verdict}"
+        for verdict in VERDICTS
+        if verdict not in JUDGED_VERDICTS and counts.get(verdict, 0)
+    )
+    text = f"Targets and claims judged: **{judged} of {total}**"
+    if unjudged:
+        text += f" ({unjudged})"
+    if judged == 0:
+        return text + ": nothing was judged, so nothing is reproduced or missed."
+    return (
+        f"{text}: {counts.get('reproduced', 0)} reproduced, "
+        f"{counts.get('within tolerance', 0)} within tolerance, "
+        f"**{counts.get('missed', 0)} missed**."
+    )
+
+
 def ours_cell(row: Mapping[str, Any]) -> str:
     if row["n"] == 0:
         return "not run"
@@ -266,6 +305,7 @@ def paper_diff_markdown(
     band_rows = [row for row in rows if row["kind"] == "band"]
     lines.append("## Targets and claims\n")
     if main:
+        lines.append(judged_headline(verdict_counts(rows)) + "\n")
         table = [
             [
                 row["kind"],
@@ -287,8 +327,7 @@ def paper_diff_markdown(
         lines.append(tabulate(table, headers=headers, tablefmt="github", disable_numparse=True))
     else:
         lines.append("No targets or claims were given for this experiment.")
-    lines.append(f"\nVerified targets and claims missed: **{missed_verified(rows)}**.\n")
-    lines.append("## Largest batch of each method vs the base-batch band\n")
+    lines.append("\n## Largest batch of each method vs the base-batch band\n")
     if band is not None:
         lines.append(band.describe() + "\n")
     if band_rows:

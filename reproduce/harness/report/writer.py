@@ -14,7 +14,7 @@ from reproduce.harness.targets import Claim, Target
 from .aggregation import aggregate
 from .band import tolerance_band
 from .formatting import direction_text
-from .paper_verdicts import VERDICTS, missed_verified, paper_diff, paper_diff_markdown
+from .paper_verdicts import missed_verified, paper_diff, paper_diff_markdown, verdict_counts
 from .plan_coverage import PlannedRun, coverage, coverage_markdown
 from .plots import plot_learning_curves, plot_lr_schedules, plot_metric_vs_batch
 from .record_files import SweepInfo, read_record_files, sweep_info
@@ -133,10 +133,6 @@ def write_report(
     plot_lr_schedules(records, paths["plot_lr_schedules"])
     plot_learning_curves(records, paths["plot_learning_curves"])
 
-    verdict_counts = {verdict: 0 for verdict in VERDICTS}
-    for row in rows:
-        if row["kind"] != "band":
-            verdict_counts[row["verdict"]] += 1
     summary = {
         "report_version": 1,
         "experiment": info.experiment,
@@ -149,7 +145,7 @@ def write_report(
         "aggregates": [agg.to_dict() for agg in aggregate(records)],
         "speedup": speedup_rows(records),
         "time_to_target": [json.loads(t) for t in found_targets],
-        "paper_diff": {"verdicts": verdict_counts, "missed_verified": missed_verified(rows)},
+        "paper_diff": {"verdicts": verdict_counts(rows), "missed_verified": missed_verified(rows)},
         "targets": [target.to_dict() for target in targets],
         "claims": [claim.to_dict() for claim in claims],
         "provenance": prov,
