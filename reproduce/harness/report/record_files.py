@@ -118,6 +118,11 @@ def validate_record(record: Any, where: str = "record") -> None:
 
 
 def read_record_files(out_dir: str | os.PathLike[str]) -> list[RecordFile]:
+    """Every `<out_dir>/runs/*.json` record with its path and sha256, validated, sorted by name.
+
+    Raises ValueError whose message starts with the offending file: unreadable, not UTF-8, not
+    JSON (e.g. truncated), not schema version 1, or a second record of the same run.
+    """
     runs_dir = Path(out_dir) / "runs"
     if not runs_dir.is_dir():
         raise FileNotFoundError(f"no runs/ directory in {out_dir}")
@@ -128,11 +133,25 @@ def read_record_files(out_dir: str | os.PathLike[str]) -> list[RecordFile]:
     for path in sorted(runs_dir.glob("*.json")):
         if path.name.endswith(".tmp") or not path.is_file():
             continue
-        raw = path.read_bytes()
         try:
-            record = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ValueError(f"{path}: not valid JSON ({error})") from error
+            raw = path.read_bytes()
+        except OSError as error:
+            raise ValueError(f"{path}: cannot be read ({error.strerror})") from error
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(
+                f"{path}: not a run record: not UTF-8 text (byte {error.start} is "
+                f"0x{raw[error.start]:02x})"
+            ) from error
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as error:
+            where = f"(line {error.lineno}, column {error.colno})"
+            # A record is one JSON object: one that does not end with "}" was cut off.
+            truncated = not text.rstrip().endswith("}")
+            cut = "; the file does not end with '}', so it looks truncated" if truncated else ""
+            raise ValueError(f"{path}: not valid JSON: {error.msg} {where}{cut}") from error
         validate_record(record, str(path))
         key = (record["method"], record["batch_size"], record["seed"])
         if key in seen:

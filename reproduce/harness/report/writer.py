@@ -17,7 +17,7 @@ from .formatting import direction_text
 from .paper_verdicts import missed_verified, paper_diff, paper_diff_markdown, verdict_counts
 from .plan_coverage import PlannedRun, coverage, coverage_markdown
 from .plots import plot_learning_curves, plot_lr_schedules, plot_metric_vs_batch
-from .record_files import SweepInfo, read_record_files, sweep_info
+from .record_files import RecordFile, SweepInfo, read_record_files, sweep_info
 from .run_provenance import provenance, provenance_markdown
 from .tables import metric_table, recipe_table
 from .time_to_target import speedup_rows, speedup_table, time_targets
@@ -54,18 +54,21 @@ def write_report(
     *,
     command: str = DEFAULT_COMMAND,
     plan: Sequence[PlannedRun] | None = None,
+    files: Sequence[RecordFile] | None = None,
 ) -> dict[str, Path]:
     """Regenerate every table, plot and summary of `<out_dir>` from `<out_dir>/runs/*.json`.
 
     `targets`/`claims` come from the experiment, `band_floor` is its tolerance-band floor, and
     `command` is what the provenance header names as the regenerating command (the CLI passes its
     own command line). With `plan` (every run of the records' preset), the tables and summary also
-    say which planned runs are missing and estimate their training time (`coverage`). Writes
-    are atomic and the text output is deterministic. Returns
-    {name: path} for the files listed in REPORT_FILES. Raises ValueError on bad or no records.
+    say which planned runs are missing and estimate their training time (`coverage`). `files` are
+    the folder's records if the caller has already read them (`read_record_files(out_dir)`).
+    Every text is computed before the first file is written, so bad records (ValueError) leave
+    the folder as it was; each write is atomic and the text output is deterministic. Returns
+    {name: path} for the files listed in REPORT_FILES.
     """
     out = Path(out_dir)
-    files = read_record_files(out)
+    files = read_record_files(out) if files is None else list(files)
     records = [item.record for item in files]
     if not records:
         raise ValueError(f"no run records in {out / 'runs'}")
@@ -75,9 +78,11 @@ def write_report(
     head = provenance_markdown(prov, command)
     cov = coverage(files, plan, info.preset) if plan is not None else None
     cov_text = "\n\n## Coverage\n\n" + coverage_markdown(cov, prov["device_names"]) if cov else ""
-    paths = {name: out / relative for name, relative in REPORT_FILES.items()}
+    rows = paper_diff(records, targets, claims, band)
+    found_targets = time_targets(records)
+    texts: dict[str, str] = {}
 
-    tables = (
+    texts["tables"] = (
         _header(info, "results")
         + head
         + f"\n## Final test {info.primary_metric} ({direction_text(info.mode)})\n\n"
@@ -91,12 +96,8 @@ def write_report(
         + recipe_table(records)
         + "\n"
     )
-    atomic_write_text(paths["tables"], tables)
-
-    rows = paper_diff(records, targets, claims, band)
-    atomic_write_text(
-        paths["paper_diff"],
-        _header(info, "paper diff") + head + "\n" + paper_diff_markdown(rows, band),
+    texts["paper_diff"] = (
+        _header(info, "paper diff") + head + "\n" + paper_diff_markdown(rows, band)
     )
     diff_json = {
         "experiment": info.experiment,
@@ -107,9 +108,8 @@ def write_report(
         "rows": rows,
         "missed_verified": missed_verified(rows),
     }
-    atomic_write_text(paths["paper_diff_json"], _json_text(diff_json))
+    texts["paper_diff_json"] = _json_text(diff_json)
 
-    found_targets = time_targets(records)
     target_text = (
         "Time-to-target value(s) from the records: "
         + (", ".join(f"`{t}`" for t in found_targets) or "none defined")
@@ -118,20 +118,15 @@ def write_report(
     )
     if len(found_targets) > 1:
         target_text += "\n**Warning: the records disagree on the target; ratios mix targets.**\n"
-    atomic_write_text(
-        paths["speedup"],
+    texts["speedup"] = (
         _header(info, "time to target")
         + head
         + "\n"
         + target_text
         + "\n"
         + speedup_table(records)
-        + "\n",
+        + "\n"
     )
-
-    plot_metric_vs_batch(records, band, paths["plot_metric_vs_batch"])
-    plot_lr_schedules(records, paths["plot_lr_schedules"])
-    plot_learning_curves(records, paths["plot_learning_curves"])
 
     summary = {
         "report_version": 1,
@@ -152,5 +147,12 @@ def write_report(
         "coverage": cov,
         "files": {name: relative for name, relative in REPORT_FILES.items()},
     }
-    atomic_write_text(paths["summary"], _json_text(summary))
+    texts["summary"] = _json_text(summary)
+
+    paths = {name: out / relative for name, relative in REPORT_FILES.items()}
+    for name, text in texts.items():
+        atomic_write_text(paths[name], text)
+    plot_metric_vs_batch(records, band, paths["plot_metric_vs_batch"])
+    plot_lr_schedules(records, paths["plot_lr_schedules"])
+    plot_learning_curves(records, paths["plot_learning_curves"])
     return paths
