@@ -62,13 +62,14 @@ from .record_files import (
     SCHEMA_VERSION,
     RecordFile,
     SweepInfo,
+    divergence_text,
     load_records,
     read_record_files,
     sweep_info,
     validate_record,
 )
 from .run_provenance import provenance
-from .tables import metric_table, recipe_table
+from .tables import divergence_notes, metric_table, recipe_table
 from .time_to_target import speedup_rows, speedup_table
 from .writer import DEFAULT_COMMAND, REPORT_FILES, write_report
 
@@ -91,6 +92,8 @@ __all__ = [
     "aggregate",
     "coverage",
     "coverage_markdown",
+    "divergence_notes",
+    "divergence_text",
     "judged_headline",
     "load_records",
     "markdown_text",

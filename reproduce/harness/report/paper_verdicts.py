@@ -14,7 +14,7 @@ from reproduce.harness.targets import Claim, Target
 from .aggregation import batches_of, group_by_cell, mean_std, methods_of, ok_values, pooled_by_seed
 from .band import ToleranceBand
 from .formatting import fmt_k, fmt_number, fmt_signed, markdown_text
-from .record_files import SweepInfo, sweep_info
+from .record_files import SweepInfo, divergence_text, sweep_info
 
 VERDICTS = (
     "reproduced",  # meets the reference value outright (>= for max, <= for min)
@@ -32,12 +32,19 @@ TARGET_PRESET = "full"
 
 
 def _verdict(
-    reference: Target, ours: float | None, n: int, n_diverged: int, n_values: int
+    reference: Target,
+    ours: float | None,
+    n: int,
+    n_diverged: int,
+    n_values: int,
+    divergences: Sequence[str] = (),
 ) -> tuple[str, str]:
-    """(verdict, note) for one comparison; see VERDICTS."""
+    """(verdict, note) for one comparison; see VERDICTS. The note gives the recorded reason of
+    each divergence (`divergences`, from divergence_text)."""
     notes = []
     if n and n_diverged:
-        notes.append(f"{n_diverged}/{n} runs diverged")
+        why = f" ({'; '.join(divergences)})" if divergences else ""
+        notes.append(f"{n_diverged}/{n} runs diverged{why}")
     if n and n_values < n - n_diverged:
         notes.append(f"{n - n_diverged - n_values} ok runs lack {reference.metric!r}")
     note = "; ".join(notes)
@@ -69,8 +76,10 @@ def _row(
 ) -> dict[str, Any]:
     values = ok_values(runs, reference.metric)
     ours, ours_std = mean_std(values)
-    n_diverged = sum(run["status"] == "diverged" for run in runs)
-    verdict, note = _verdict(reference, ours, len(runs), n_diverged, len(values))
+    diverged = sorted((run for run in runs if run["status"] == "diverged"), key=lambda r: r["seed"])
+    n_diverged = len(diverged)
+    reasons = [divergence_text(run) for run in diverged]
+    verdict, note = _verdict(reference, ours, len(runs), n_diverged, len(values), reasons)
     delta = None if ours is None or reference.value is None else ours - reference.value
     return {
         "kind": kind,
@@ -340,7 +349,7 @@ def paper_diff_markdown(
                 target_cell(row),
                 fmt_signed(row["delta"]),
                 row["verdict"],
-                row["note"],
+                markdown_text(row["note"]),
             ]
             for row in band_rows
         ]

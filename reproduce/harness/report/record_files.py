@@ -52,7 +52,30 @@ def _is_type(value: Any, types: tuple[type, ...]) -> bool:
 
 
 def is_finite_number(value: Any) -> bool:
+    """A JSON number that is neither NaN nor infinite (bool is not a number here)."""
     return _is_type(value, NUMBER) and math.isfinite(value)
+
+
+def _is_measurement(value: Any, diverged: bool) -> bool:
+    """A finite number; in a diverged run also null or a non-finite number: records are strict
+    JSON with NaN/inf written as null (harness/io.py strict_json_value), and older records kept
+    Python's NaN. Such a value is what made the run diverge, never a result."""
+    if is_finite_number(value):
+        return True
+    return diverged and (value is None or _is_type(value, NUMBER))
+
+
+def divergence_text(record: Mapping[str, Any]) -> str:
+    """Why a diverged run diverged, as recorded: 'seed 0 at step 37: training loss is nan ...'.
+
+    The record's ``divergence`` ({"step", "reason"}, written by the trainer) gives both; a record
+    made before the reason was recorded says so (with its ``diverged_at_step`` if it has one).
+    """
+    divergence = record.get("divergence") or {}
+    step = divergence.get("step", record.get("diverged_at_step"))
+    reason = divergence.get("reason") or "no reason recorded"
+    at = f" at step {step}" if step is not None else ""
+    return f"seed {record['seed']}{at}: {reason}"
 
 
 @dataclass(frozen=True)
@@ -88,26 +111,8 @@ def validate_record(record: Any, where: str = "record") -> None:
             raise ValueError(f"{where}: {name} must be positive, got {record[name]}")
     if not (math.isfinite(record["steps_per_epoch"]) and record["steps_per_epoch"] > 0):
         raise ValueError(f"{where}: steps_per_epoch must be > 0, got {record['steps_per_epoch']}")
-    metric = record["primary_metric"]
-    if record["status"] == "ok" and not is_finite_number(record["final"].get(metric)):
-        raise ValueError(
-            f"{where}: status 'ok' but final[{metric!r}] is not a finite number: "
-            f"{record['final'].get(metric)!r}"
-        )
-    curves = record["curves"]
-    for key in _CURVE_KEYS:
-        if not isinstance(curves.get(key), list):
-            raise ValueError(f"{where}: curves[{key!r}] must be a list")
-    lengths = {len(curves[key]) for key in _CURVE_KEYS}
-    if len(lengths) != 1:
-        raise ValueError(f"{where}: curves step/lr/loss have different lengths {sorted(lengths)}")
-    for index, entry in enumerate(record["evals"]):
-        if not (
-            isinstance(entry, dict)
-            and is_finite_number(entry.get("epoch"))
-            and isinstance(entry.get("metrics"), dict)
-        ):
-            raise ValueError(f"{where}: evals[{index}] needs a numeric 'epoch' and 'metrics' dict")
+    _check_divergence(record, where)
+    _check_measurements(record, where)
     target = record["time_to_target"]
     if target is not None and not (
         isinstance(target.get("metric"), str)
@@ -115,6 +120,75 @@ def validate_record(record: Any, where: str = "record") -> None:
         and target.get("mode") in ("min", "max")
     ):
         raise ValueError(f"{where}: time_to_target needs metric, value and mode, got {target!r}")
+
+
+def _check_divergence(record: Mapping[str, Any], where: str) -> None:
+    """``divergence`` is optional (older records lack it); when set, only on a diverged run."""
+    divergence = record.get("divergence")
+    if divergence is None:
+        return
+    if not (
+        isinstance(divergence, dict)
+        and _is_type(divergence.get("step"), (int,))
+        and isinstance(divergence.get("reason"), str)
+    ):
+        raise ValueError(
+            f"{where}: divergence must be null or {{'step': int, 'reason': str}}, "
+            f"got {divergence!r}"
+        )
+    if record["status"] != "diverged":
+        raise ValueError(
+            f"{where}: status {record['status']!r} but a divergence is recorded: {divergence!r}"
+        )
+
+
+def _check_measurements(record: Mapping[str, Any], where: str) -> None:
+    """Final metrics, curves and evaluations are finite numbers in an ok run. In a diverged run
+    the final metrics and evaluation metrics may be null (or non-finite), and so may the last
+    training loss (the step that diverged); every earlier loss was finite, or training would
+    have stopped there."""
+    diverged = record["status"] == "diverged"
+    metric = record["primary_metric"]
+    if not diverged and not is_finite_number(record["final"].get(metric)):
+        raise ValueError(
+            f"{where}: status 'ok' but final[{metric!r}] is not a finite number: "
+            f"{record['final'].get(metric)!r}"
+        )
+    for name, value in record["final"].items():
+        if not _is_measurement(value, diverged):
+            raise ValueError(
+                f"{where}: final[{name!r}] must be a finite number in a run with status "
+                f"{record['status']!r}, got {value!r}"
+            )
+    curves = record["curves"]
+    for key in _CURVE_KEYS:
+        if not isinstance(curves.get(key), list):
+            raise ValueError(f"{where}: curves[{key!r}] must be a list")
+    lengths = {len(curves[key]) for key in _CURVE_KEYS}
+    if len(lengths) != 1:
+        raise ValueError(f"{where}: curves step/lr/loss have different lengths {sorted(lengths)}")
+    for key in _CURVE_KEYS:
+        values = curves[key]
+        for index, value in enumerate(values):
+            may_be_null = diverged and key == "loss" and index == len(values) - 1
+            if not _is_measurement(value, may_be_null):
+                raise ValueError(
+                    f"{where}: curves[{key!r}][{index}] is {value!r}, not a finite number (only "
+                    "the last loss of a diverged run may be null)"
+                )
+    for index, entry in enumerate(record["evals"]):
+        if not (
+            isinstance(entry, dict)
+            and is_finite_number(entry.get("epoch"))
+            and isinstance(entry.get("metrics"), dict)
+        ):
+            raise ValueError(f"{where}: evals[{index}] needs a numeric 'epoch' and 'metrics' dict")
+        for name, value in entry["metrics"].items():
+            if not _is_measurement(value, diverged):
+                raise ValueError(
+                    f"{where}: evals[{index}].metrics[{name!r}] must be a finite number in a run "
+                    f"with status {record['status']!r}, got {value!r}"
+                )
 
 
 def read_record_files(out_dir: str | os.PathLike[str]) -> list[RecordFile]:

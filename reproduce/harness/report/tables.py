@@ -8,8 +8,8 @@ from typing import Any
 from tabulate import tabulate
 
 from .aggregation import Aggregate, aggregate, batches_of, group_by_cell, methods_of
-from .formatting import fmt_k, fmt_number, fmt_value
-from .record_files import sweep_info
+from .formatting import fmt_k, fmt_number, fmt_value, markdown_text
+from .record_files import divergence_text, sweep_info
 
 
 def _cell(agg: Aggregate) -> str:
@@ -47,6 +47,26 @@ def metric_table(records: Sequence[Mapping[str, Any]]) -> str:
         rows.append(row)
     headers = ["batch", "k", *methods]
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def divergence_notes(records: Sequence[Mapping[str, Any]]) -> str:
+    """Markdown list of the diverged runs with the reason each record gives, or "" if none did.
+
+    The metric table shows only "diverged (n/m)"; this says which seed, at which step and why
+    (the trainer's divergence rule: a non-finite or blown-up loss, a final metric far worse
+    than chance)."""
+    diverged = sorted(
+        (record for record in records if record["status"] == "diverged"),
+        key=lambda record: (record["method"], record["batch_size"], record["seed"]),
+    )
+    if not diverged:
+        return ""
+    lines = [
+        f"- `{record['method']}`, batch {record['batch_size']}, "
+        + markdown_text(divergence_text(record))
+        for record in diverged
+    ]
+    return "Diverged runs (counted in n, never averaged):\n\n" + "\n".join(lines)
 
 
 def recipe_table(records: Sequence[Mapping[str, Any]]) -> str:

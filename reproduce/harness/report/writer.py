@@ -19,7 +19,7 @@ from .plan_coverage import PlannedRun, coverage, coverage_markdown
 from .plots import plot_learning_curves, plot_lr_schedules, plot_metric_vs_batch
 from .record_files import RecordFile, SweepInfo, read_record_files, sweep_info
 from .run_provenance import provenance, provenance_markdown
-from .tables import metric_table, recipe_table
+from .tables import divergence_notes, metric_table, recipe_table
 from .time_to_target import speedup_rows, speedup_table, time_targets
 
 DEFAULT_COMMAND = "reproduce.harness.report.write_report(out_dir, targets, claims, band_floor)"
@@ -80,6 +80,7 @@ def write_report(
     cov_text = "\n\n## Coverage\n\n" + coverage_markdown(cov, prov["device_names"]) if cov else ""
     rows = paper_diff(records, targets, claims, band)
     found_targets = time_targets(records)
+    divergences = divergence_notes(records)
     texts: dict[str, str] = {}
 
     texts["tables"] = (
@@ -89,6 +90,7 @@ def write_report(
         + "Mean ± sample std over ok seeds (n = ok seeds); k = batch / base batch "
         + f"{info.base_batch_size}.\n\n"
         + metric_table(records)
+        + (f"\n\n{divergences}" if divergences else "")
         + cov_text
         + "\n\n## Tolerance band\n\n"
         + band.describe()
