@@ -16,15 +16,19 @@ from test_report import BASE, CLAIMS, TARGETS, make_record
 from reproduce.harness import report
 from reproduce.harness.io import atomic_write_json
 
-LOSS_REASON = "training loss is nan (not finite) at step 1"
 METRIC_REASON = "final test accuracy 0.001 is worse than 0.01, far worse than chance"
+
+
+def loss_reason(step: int) -> str:
+    """The trainer's reason for a non-finite loss (trainer.divergence_check)."""
+    return f"training loss is nan (not finite) at step {step}"
 
 
 def diverged_on_loss(batch_size: int = 8192, seed: int = 0) -> dict[str, Any]:
     """As the trainer writes it: the loss curve ends with the non-finite loss, no final metrics."""
     record = make_record("linear", batch_size, seed, None, status="diverged")
     step = record["curves"]["step"][-1]
-    return {**record, "divergence": {"step": step, "reason": LOSS_REASON}}
+    return {**record, "divergence": {"step": step, "reason": loss_reason(step)}}
 
 
 def diverged_on_final_metric(batch_size: int = 8192, seed: int = 1) -> dict[str, Any]:
@@ -58,7 +62,7 @@ def test_strict_json_diverged_records_load_and_show_their_reasons(tmp_path) -> N
     paths = report.write_report(out, TARGETS, CLAIMS, band_floor=0.002)
     tables = paths["tables"].read_text()
     assert "diverged (2/2)" in tables
-    assert f"- `linear`, batch 8192, seed 0 at step 1: {LOSS_REASON}" in tables
+    assert f"- `linear`, batch 8192, seed 0 at step 1: {loss_reason(1)}" in tables
     assert f"- `linear`, batch 8192, seed 1 at step 4: {METRIC_REASON}" in tables
     diff = json.loads(paths["paper_diff_json"].read_text())
     (band_row,) = [
@@ -66,9 +70,9 @@ def test_strict_json_diverged_records_load_and_show_their_reasons(tmp_path) -> N
     ]
     assert band_row["verdict"] == "missed"
     assert band_row["note"] == (
-        f"2/2 runs diverged (seed 0 at step 1: {LOSS_REASON}; seed 1 at step 4: {METRIC_REASON})"
+        f"2/2 runs diverged (seed 0 at step 1: {loss_reason(1)}; seed 1 at step 4: {METRIC_REASON})"
     )
-    assert LOSS_REASON in paths["paper_diff"].read_text()  # the band table's note column
+    assert loss_reason(1) in paths["paper_diff"].read_text()  # the band table's note column
 
 
 def test_an_old_record_without_a_reason_still_loads_and_says_so(tmp_path) -> None:

@@ -35,6 +35,7 @@ The modules, in the order the data flows:
     plan_coverage   which planned runs are recorded, what the missing ones cost
     run_provenance  commit, dates, hardware and record hashes behind a report
     writer          write_report, which ties them together
+    job_summary     summary_lines: the few lines shown at the end of a sweep
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from __future__ import annotations
 from .aggregation import Aggregate, aggregate
 from .band import ToleranceBand, tolerance_band
 from .formatting import NOT_RECORDED, markdown_text
+from .job_summary import summary_lines
 from .paper_verdicts import (
     JUDGED_VERDICTS,
     TARGET_PRESET,
@@ -110,6 +112,7 @@ __all__ = [
     "recipe_table",
     "speedup_rows",
     "speedup_table",
+    "summary_lines",
     "sweep_info",
     "target_cell",
     "tolerance_band",
