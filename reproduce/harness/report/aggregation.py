@@ -12,6 +12,7 @@ from .record_files import is_finite_number, sweep_info
 
 
 def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
+    """Mean and sample std (ddof 1; None with fewer than 2 values); (None, None) when empty."""
     if not values:
         return None, None
     mean = statistics.fmean(values)
@@ -47,6 +48,7 @@ class Aggregate:
 
 
 def ok_values(runs: Sequence[Mapping[str, Any]], metric: str) -> list[float]:
+    """The finite `metric` values of the ok runs (diverged runs never enter a mean)."""
     return [
         run["final"][metric]
         for run in runs
@@ -76,6 +78,7 @@ def _aggregate_runs(
 def group_by_cell(
     records: Sequence[Mapping[str, Any]],
 ) -> dict[tuple[str, int], list[Mapping[str, Any]]]:
+    """Records grouped by (method, batch size), sorted by that key."""
     groups: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
     for record in records:
         groups.setdefault((record["method"], record["batch_size"]), []).append(record)
@@ -112,8 +115,10 @@ def pooled_by_seed(
 
 
 def methods_of(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The methods of the records, sorted by name."""
     return sorted({record["method"] for record in records})
 
 
 def batches_of(records: Sequence[Mapping[str, Any]]) -> list[int]:
+    """The batch sizes of the records, ascending."""
     return sorted({record["batch_size"] for record in records})

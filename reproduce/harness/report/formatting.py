@@ -33,6 +33,7 @@ def fmt_number(value: float | None, digits: int = 4, strip: bool = False) -> str
 
 
 def fmt_signed(value: float | None) -> str:
+    """A delta with its sign ('+0.002', '-1.4', '0'); '—' for None."""
     if value is None:
         return "—"
     text = fmt_number(value, strip=True)
@@ -40,6 +41,7 @@ def fmt_signed(value: float | None) -> str:
 
 
 def direction_text(mode: str) -> str:
+    """'higher is better' for mode max, 'lower is better' for min."""
     return "higher is better" if mode == "max" else "lower is better"
 
 
@@ -49,10 +51,12 @@ def markdown_text(text: str) -> str:
 
 
 def fmt_k(k: float) -> str:
+    """The batch multiple k = batch / base batch, without trailing zeros ('2', '0.5')."""
     return f"{k:g}"
 
 
 def fmt_value(value: Any) -> str:
+    """A recipe field as the records state it (numbers to 6 digits, objects as JSON)."""
     if value is None:
         return NOT_RECORDED
     if is_finite_number(value) and not isinstance(value, int):

@@ -281,6 +281,7 @@ def judged_headline(counts: Mapping[str, int]) -> str:
 
 
 def ours_cell(row: Mapping[str, Any]) -> str:
+    """Our value of a paper-diff row: 'mean ± std (n=ok seeds)', 'not run' or 'diverged (n/m)'."""
     if row["n"] == 0:
         return "not run"
     if row["ours"] is None:
@@ -297,6 +298,7 @@ def ours_cell(row: Mapping[str, Any]) -> str:
 
 
 def target_cell(row: Mapping[str, Any]) -> str:
+    """The reference of a paper-diff row: 'value ± tolerance (mode)', or 'unknown'."""
     if row["target"] is None:
         return "unknown"
     text = fmt_number(row["target"])

@@ -50,6 +50,7 @@ def provenance(files: Sequence[RecordFile]) -> dict[str, Any]:
 
 
 def provenance_markdown(prov: Mapping[str, Any], command: str) -> str:
+    """The header of every generated markdown file: command, record hashes, provenance table."""
     dates = " to ".join(prov["dates"]) if prov["dates"] else NOT_RECORDED
     rows = [
         ["git commits", ", ".join(prov["git_commits"])],

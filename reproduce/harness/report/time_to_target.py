@@ -56,6 +56,7 @@ def _ratio(base: float | None, value: float | None) -> float | None:
 
 
 def time_targets(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The distinct time-to-target definitions of the records, as sorted JSON strings."""
     found = {
         json.dumps(record["time_to_target"], sort_keys=True)
         for record in records
