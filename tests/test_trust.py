@@ -154,7 +154,7 @@ def test_records_and_reports_get_normal_permissions(tmp_path):
         assert main([*ONE_RUN, "--out", str(tmp_path / "o")]) == 0
     finally:
         os.umask(previous)
-    for path in [tmp_path / "o" / "runs" / "date_b32_s0.json"]:
+    for path in [tmp_path / "o" / "runs" / "date_b32_s0.json", tmp_path / "o" / "tables.md"]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
 
 

@@ -404,11 +404,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return INTERRUPTED
     if not arguments.quiet:
-        print(f"results: {spec.out_dir}")
-        for name in ("tables.md", "paper_diff.md", "speedup.md", "plots"):
-            if (spec.out_dir / name).exists():
-                print(f"  {spec.out_dir / name}")
+        print()
+        print("\n".join(end_of_job_lines(spec)))
     return 0
+
+
+def end_of_job_lines(spec: SweepSpec) -> list[str]:
+    """What was learned, in a few lines: per budget of a budget sweep, or of the one sweep."""
+    from . import report
+
+    if not spec.experiment.presets[spec.preset].budgets:
+        return report.summary_lines(spec.out_dir)
+    from .budget_report import answer_lines, budget_tables
+    from .budgets import budget_folder, budgets_of
+
+    lines = []
+    for epochs in budgets_of(spec):
+        lines += report.summary_lines(budget_folder(spec.out_dir, epochs))
+    lines += answer_lines(budget_tables(spec.out_dir, spec.experiment))
+    lines.append(f"budget report: {spec.out_dir / 'budgets.md'}")
+    return lines
 
 
 def main_tune(argv: Sequence[str] | None = None) -> int:
@@ -464,9 +479,8 @@ def main_report(argv: Sequence[str] | None = None) -> int:
     README's results section."""
     import os
 
-    from . import readme_results
+    from . import readme_results, report
     from .io import atomic_write_text
-    from .report import write_report
 
     parser = argparse.ArgumentParser(
         prog="reproduce/report.py",
@@ -551,32 +565,50 @@ def main_report(argv: Sequence[str] | None = None) -> int:
             {path.parent.parent for path in arguments.results.glob("*/*/E*/runs")}
         )
     registered = experiments()
+    # Read and check every folder's records before writing anything: a bad record (truncated,
+    # not UTF-8, missing a field) is named on one line with exit 2, and no report is touched.
+    readable = []
     for folder in folders:
         if not (folder / "runs").is_dir():
             print(f"error: {folder} has no runs/ folder of records", file=sys.stderr)
             return USAGE_ERROR
-    log = sys.stderr if arguments.json else sys.stdout  # with --json, stdout is the JSON alone
-    missed_keys = ("kind", "what", "method", "batch_size", "target", "tolerance", "ours", "source")
-    summaries = []
-    for folder in folders:
-        record_files = sorted((folder / "runs").glob("*.json"))
+        try:
+            record_files = report.read_record_files(folder)
+            if record_files:
+                report.sweep_info([item.record for item in record_files])
+        except ValueError as error:
+            where = "" if str(error).startswith(str(folder)) else f"{folder}: "
+            print(
+                f"error: {where}{error}. Nothing was written: restore that record, or move it "
+                "out of runs/ (a sweep retrains a run that has no record)",
+                file=sys.stderr,
+            )
+            return USAGE_ERROR
         if not record_files:
             print(f"error: {folder}/runs holds no records", file=sys.stderr)
             return USAGE_ERROR
-        first = json.loads(record_files[0].read_text(encoding="utf-8"))
-        name = first.get("experiment")
+        name = record_files[0].record["experiment"]
         if name not in registered:
-            print(f"error: {record_files[0]}: unknown experiment {name!r}", file=sys.stderr)
+            print(f"error: {record_files[0].path}: unknown experiment {name!r}", file=sys.stderr)
             return USAGE_ERROR
-        experiment = registered[name]
-        paths = write_report(
-            folder,
-            experiment.targets,
-            experiment.claims,
-            experiment.band_floor,
-            command=f"python reproduce/report.py {folder}",
-            plan=folder_plan(experiment, first),
-        )
+        readable.append((folder, record_files, registered[name]))
+    log = sys.stderr if arguments.json else sys.stdout  # with --json, stdout is the JSON alone
+    missed_keys = ("kind", "what", "method", "batch_size", "target", "tolerance", "ours", "source")
+    summaries = []
+    for folder, record_files, experiment in readable:
+        try:
+            paths = report.write_report(
+                folder,
+                experiment.targets,
+                experiment.claims,
+                experiment.band_floor,
+                command=f"python reproduce/report.py {folder}",
+                plan=folder_plan(experiment, record_files[0].record),
+                files=record_files,
+            )
+        except ValueError as error:  # records that contradict the experiment (e.g. its mode)
+            print(f"error: {folder}: {error}; its reports were not written", file=sys.stderr)
+            return USAGE_ERROR
         print(f"{folder}: wrote {', '.join(sorted(p.name for p in paths.values()))}", file=log)
         diff = json.loads(paths["paper_diff_json"].read_text(encoding="utf-8"))
         summary = json.loads(paths["summary"].read_text(encoding="utf-8"))

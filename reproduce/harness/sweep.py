@@ -26,7 +26,7 @@ from .checkpoint import CheckpointPolicy, CorruptCheckpoint, load_checkpoint, se
 from .devices import Device, resolve_device
 from .distributed import init_distributed
 from .experiment import DataBundle, Experiment, TrainData
-from .io import atomic_write_json
+from .io import atomic_write_json, remove_stale_temporaries
 from .records import (
     SCHEMA_VERSION,
     config_key,
@@ -167,16 +167,20 @@ def preset_plan(
 
 
 def folder_plan(experiment: Experiment, record: Mapping[str, Any]) -> list[PlannedRun] | None:
-    """The preset plan of the folder ``record`` belongs to, from the base recipe the record was
-    run with (so a budget folder is checked against its own budget and tuned recipe)."""
+    """The preset plan the folder of ``record`` is checked against: the preset's own, and for a
+    budget folder the preset's at that budget with the base recipe tuned for it (its epochs and
+    tuning-grid keys, taken from the record's base recipe). None when there is no plan."""
     preset = record.get("preset")
     if preset not in experiment.presets:
         return None
-    base = record.get("base_recipe")
-    overrides = Recipe.from_dict(base).to_dict() if isinstance(base, Mapping) else None
-    if overrides is not None:
-        overrides = {key: tuple(v) if isinstance(v, list) else v for key, v in overrides.items()}
-    return preset_plan(experiment, preset, overrides)
+    overrides = {}
+    if experiment.presets[preset].budgets:
+        base = record.get("base_recipe") or {}
+        overrides = {key: base[key] for key in ("epochs", *experiment.tuning_grid) if key in base}
+    try:
+        return preset_plan(experiment, preset, overrides)
+    except ValueError:  # the preset's batches cannot all be planned from this recipe
+        return None
 
 
 def run_config(spec: SweepSpec, run: PlannedRun) -> dict[str, Any]:
@@ -437,6 +441,9 @@ def run_sweep(spec: SweepSpec, log=print) -> list[dict[str, Any]]:
         log = _silent
     runs_dir = spec.out_dir / "runs"
     checkpoints_dir = spec.out_dir / "checkpoints"
+    if context.is_main:
+        for folder in (runs_dir, checkpoints_dir):
+            remove_stale_temporaries(folder)
     existing = {run.name: read_record(runs_dir / run.name) for run in planned}
     to_train = [
         run
