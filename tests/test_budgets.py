@@ -206,3 +206,26 @@ def test_budget_sweep_script_covers_the_budget_preset():
     assert covered == {(m, b) for m in preset.methods for b in preset.batch_sizes}
     grid = {float(v) for v in re.findall(r"--set lr=([\d.]+)", text)}
     assert grid == set(experiments()["mnist_lstm"].tuning_grid["lr"])
+
+
+def test_a_longer_budget_stretches_the_schedule_in_time():
+    """PTB's exponential decay (halve every epoch from epoch 3 of 13) over 26 epochs: from epoch 6,
+    by 0.5^(1/2) an epoch, so the lr at 2x the epoch is the 13-epoch lr at that epoch; poly
+    (mnist) needs nothing but the epochs."""
+    import date
+    from reproduce.harness.budgets import stretched
+    from reproduce.harness.sweep import SweepSpec
+
+    ptb = experiments()["ptb_small"]
+    spec = SweepSpec(ptb, "full", ("date",), (20,), seeds=1)
+    changes = stretched(spec, 26)
+    assert changes["epochs"] == 26 and changes["decay_start_epoch"] == 6
+    assert changes["decay_rate"] == pytest.approx(0.5**0.5)
+    short, long = ptb.base_recipe, ptb.base_recipe.replace(**changes)
+    for epoch in (5, 7, 9, 12):
+        assert date.lr_at(long, 2 * epoch * 100, 100) == pytest.approx(
+            date.lr_at(short, epoch * 100, 100), rel=0.3
+        )  # a staircase of 1 epoch instead of 2: within one half-step
+    assert date.lr_at(long, 26 * 100, 100) == pytest.approx(date.lr_at(short, 13 * 100, 100))
+    mnist = experiments()["mnist_lstm"]
+    assert stretched(SweepSpec(mnist, "full", ("date",), (128,), seeds=1), 40) == {"epochs": 40}

@@ -57,11 +57,31 @@ def tuned_point(tuning_dir: Path) -> dict[str, Any]:
     return dict(best["point"])
 
 
+def stretched(spec: SweepSpec, epochs: float) -> dict[str, Any]:
+    """Recipe overrides that run the base schedule's shape over ``epochs`` instead of its own
+    budget E0, so that a longer budget is the same schedule, slower, not extra epochs at a decayed
+    lr: poly, cosine and constant decays are already relative to the budget; an exponential
+    decay's start moves to ``start x E/E0`` and its per-epoch rate becomes ``rate^(E0/E)`` (the
+    same total decay over the stretched span; a staircase then steps every epoch, finer than the
+    stretched stair); multistep milestones move to ``m x E/E0``. Warmup stays in epochs: it is
+    what the scaling rules change with the batch, not with the budget."""
+    own = {key: value for key, value in spec.recipe_overrides.items() if key != "epochs"}
+    base = spec.experiment.recipe_for(spec.preset, own)
+    factor = epochs / base.epochs
+    changes: dict[str, Any] = {"epochs": epochs}
+    if base.decay == "exponential" and factor != 1:
+        changes["decay_start_epoch"] = base.decay_start_epoch * factor
+        changes["decay_rate"] = base.decay_rate ** (1 / factor)
+    if base.decay == "multistep" and factor != 1:
+        changes["milestones"] = tuple(milestone * factor for milestone in base.milestones)
+    return changes
+
+
 def budget_spec(spec: SweepSpec, epochs: float, point: Mapping[str, Any]) -> SweepSpec:
     """The sweep at budget ``epochs`` with the tuned base-recipe ``point``."""
     return dataclasses.replace(
         spec,
-        recipe_overrides={**spec.recipe_overrides, "epochs": epochs, **point},
+        recipe_overrides={**spec.recipe_overrides, **stretched(spec, epochs), **point},
         out_dir=budget_folder(spec.out_dir, epochs),
     )
 
@@ -101,7 +121,7 @@ def tune_budget(spec: SweepSpec, epochs: float, log=print) -> Path:
     }
     tuning_spec = dataclasses.replace(
         spec,
-        recipe_overrides={**spec.recipe_overrides, "epochs": epochs},
+        recipe_overrides={**spec.recipe_overrides, **stretched(spec, epochs)},
         out_dir=budget_folder(spec.out_dir, epochs) / "tuning",
     )
     log(f"budget E = {epochs:g} epochs: tuning {grid} at the base batch")

@@ -174,9 +174,12 @@ def folder_plan(experiment: Experiment, record: Mapping[str, Any]) -> list[Plann
     if preset not in experiment.presets:
         return None
     overrides = {}
-    if experiment.presets[preset].budgets:
+    if experiment.presets[preset].budgets:  # the budget's (stretched) schedule and tuned point
         base = record.get("base_recipe") or {}
-        overrides = {key: base[key] for key in ("epochs", *experiment.tuning_grid) if key in base}
+        keys = ("epochs", "decay_start_epoch", "decay_rate", "milestones", *experiment.tuning_grid)
+        overrides = {key: base[key] for key in keys if key in base}
+        if "milestones" in overrides:
+            overrides["milestones"] = tuple(overrides["milestones"])
     try:
         return preset_plan(experiment, preset, overrides)
     except ValueError:  # the preset's batches cannot all be planned from this recipe
