@@ -75,13 +75,18 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, uninterrupte
     assert not (out / CHECKPOINT).exists(), "the checkpoint of a finished run is removed"
 
 
-def test_sigterm_checkpoints_and_exits_then_resumes(tmp_path, uninterrupted):
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_checkpoints_and_exits_then_resumes(tmp_path, uninterrupted, stop):
+    """SIGTERM (a scheduler) and SIGINT (Ctrl-C) both checkpoint, say how to continue, and exit
+    with the shell's code for the signal (143, 130), without a traceback."""
     out = tmp_path / "stopped"
     process = start_run(out)
     wait_for(out / CHECKPOINT, process)
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=60) == 128 + signal.SIGTERM
-    assert "--resume" in process.stderr.read().decode()
+    process.send_signal(stop)
+    assert process.wait(timeout=60) == 128 + stop
+    message = process.stderr.read().decode()
+    assert f"stopped by {stop.name}" in message and "--resume" in message
+    assert "Traceback" not in message
     assert not (out / RECORD).exists()
     assert main([*RUN, "--out", str(out), "--resume"]) == 0
     assert_same_run(json.loads((out / RECORD).read_text()), uninterrupted)
@@ -111,3 +116,19 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
         save_checkpoint(path, {"model": {"w": torch.zeros(3)}})
     assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_a_resumed_run_keeps_the_checkpoints_micro_batch(tmp_path, uninterrupted):
+    """Resumed without run.micro_batch_size, the run continues with the checkpoint's micro-batch
+    (16), not the default rule's (32, the whole batch), and records one micro-batch range."""
+    out = tmp_path / "killed"
+    process = start_run(out)
+    wait_for(out / CHECKPOINT, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    at = RUN.index("run.micro_batch_size=16")
+    without_micro = RUN[: at - 1] + RUN[at + 1 :]  # drop "--set run.micro_batch_size=16"
+    assert main([*without_micro, "--out", str(out), "--resume"]) == 0
+    record = json.loads((out / RECORD).read_text())
+    assert record["micro_batches"] == [{"from_step": 0, "size": 16}]
+    assert_same_run(record, uninterrupted)

@@ -140,4 +140,6 @@ def test_script_runs_from_any_folder(tmp_path):
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert f"experiments: {', '.join(experiments())}" in result.stdout
+    assert "experiments (presets: batch sizes):\n" in result.stdout
+    assert all(f"\n  {name} " in result.stdout for name in experiments())
+    assert "aliases: legw = date" in result.stdout and "default preset: quick" in result.stdout

@@ -26,3 +26,33 @@ def test_library_example_runs_and_says_what_it_claims():
     assert scheduler.last_epoch == date.total_steps(recipe, 2.0)
     groups = {group["name"]: group for group in namespace["optimizer"].param_groups}
     assert groups["no_weight_decay"]["weight_decay"] == 0  # "biases/norms: no weight decay"
+
+
+def readme_python_commands() -> list[str]:
+    """The distinct scripts (``reproduce/run.py``) and modules (``-m date``) that the README runs
+    with ``python``, in indented command lines and in inline code."""
+    text = README.read_text(encoding="utf-8")
+    found = re.findall(r"(?:^ {4}|`)python (-m \S+|\S+\.py)", text, flags=re.MULTILINE)
+    return sorted(set(found))
+
+
+def test_every_readme_python_command_runs_in_the_activated_environment():
+    """After `bin/setup`, `source .venv/bin/activate` (as the README says) makes every `python
+    ...` command work: each script or module answers --help (one shell, so torch loads once per
+    command, not per test)."""
+    import subprocess
+    import sys
+
+    activate = Path(sys.prefix) / "bin" / "activate"
+    assert activate.is_file(), f"tests must run inside the project's environment ({sys.prefix})"
+    assert "source .venv/bin/activate" in README.read_text(encoding="utf-8")
+    targets = readme_python_commands()
+    assert {"-m date", "reproduce/run.py", "reproduce/report.py"} <= set(targets)
+    script = f"source {activate}" + "".join(
+        f" && echo '== {target}' && python {target} --help" for target in targets
+    )
+    result = subprocess.run(
+        ["bash", "-c", script], cwd=README.parent, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    assert result.stdout.lower().count("usage") >= len(targets)

@@ -110,7 +110,11 @@ def test_readme_is_regenerated_from_the_full_results_and_checked(tmp_path, capsy
     assert "**Partial sweep: 0 of the 54 planned runs of the `full` preset" in text
     assert "6 record(s) are outside the plan" in text
     assert "| 8192" in text  # the metric table, from tables.md
-    assert "verified targets and claims missed: **0**" in text
+    # full: the claim (DATE at x64) is judged and met; the target has no verified value
+    assert (
+        "**Paper diff.** Targets and claims judged: **1 of 2** (1 no verified reference): " in text
+    )
+    assert "**0 missed**" in text
     assert "[tables](results/mnist_lstm/full/tables.md)" in text
     assert "(results/mnist_lstm/full/plots/metric_vs_batch.png)" in text
     for provenance in ("c0ffee1234", "Test CPU 9000", "python reproduce/run.py toy --preset"):
@@ -124,7 +128,7 @@ def test_readme_is_regenerated_from_the_full_results_and_checked(tmp_path, capsy
     assert main_report(report_args(tmp_path, readme, "--check-readme")) == 1
     assert "older than its run records" in capsys.readouterr().err
     assert main_report(report_args(tmp_path, readme, "--readme")) == 0
-    assert "verified targets and claims missed: **1**" in readme.read_text()
+    assert "**1 missed**" in readme.read_text()
 
 
 def test_with_no_results_the_section_says_so(tmp_path):

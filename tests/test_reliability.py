@@ -92,6 +92,12 @@ def test_a_killed_sweep_leaves_only_complete_records(tmp_path):
     for path in finished:
         record = json.loads(path.read_text())
         assert record["status"] == "ok"
+    # a temporary file left by a write the kill interrupted (made here, so the case is tested
+    # whether or not the kill landed mid-write), aged past the staleness margin
+    left = out / "runs" / ".none_b32_s0.json.killed.tmp"
+    left.write_text('{"half": ')
+    for temporary in (out / "runs").glob(".*.tmp"):
+        os.utime(temporary, (time.time() - 3600, time.time() - 3600))
     assert main(argv[2:]) == 0
     assert len(list((out / "runs").glob("*.json"))) == 6
-    assert not list((out / "runs").glob("*.tmp"))
+    assert not list((out / "runs").glob("*.tmp")), "stale temporaries are cleaned up"

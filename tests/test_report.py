@@ -1,4 +1,4 @@
-"""Tests of the report generator (reproduce/harness/report.py) and targets (targets.py).
+"""Tests of the report generator (reproduce/harness/report/) and targets (targets.py).
 
 Records here are synthetic test inputs built by `make_record`, which fills schema version 1.
 """
@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from reproduce.harness import report
+from reproduce.harness.io import atomic_write_text
 from reproduce.harness.report import (
     aggregate,
-    atomic_write_text,
     load_records,
     metric_table,
     paper_diff,
@@ -595,7 +595,7 @@ def test_metric_axes_go_log_only_when_values_span_orders_of_magnitude() -> None:
 
     def scale(values: list[float]) -> str:
         axis = Figure().add_subplot()
-        report._log_axis_if_wide(axis, values)
+        report.plots.log_axis_if_wide(axis, values)
         return axis.get_yscale()
 
     assert scale([0.1, 0.98]) == "linear"  # accuracies

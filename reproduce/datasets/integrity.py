@@ -14,7 +14,9 @@ import hashlib
 import json
 import os
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "CHECKSUMS_FILE",
@@ -41,6 +43,19 @@ class DataError(ValueError):
     """A data file is missing, corrupted, malformed or cannot be obtained."""
 
 
+def positive_count(config: Mapping[str, Any], key: str) -> int:
+    """``config[key]`` as a count of examples or tokens, which must be a positive whole number;
+    DataError naming the setting otherwise (a negative count would slice from the end)."""
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise DataError(f"data.{key}={value!r}: must be a whole number (--set data.{key}=N)")
+    if value <= 0:
+        raise DataError(
+            f"data.{key}={value}: must be a positive number; set it with --set data.{key}=N"
+        )
+    return int(value)
+
+
 def _cache_key(path: Path) -> tuple[str, int, int]:
     st = path.stat()
     return (str(path.resolve()), st.st_size, st.st_mtime_ns)
@@ -53,13 +68,12 @@ def _repair_hint(path: Path, *, missing: bool = False) -> str:
     except ValueError:
         if missing:
             return (
-                "put the file there, or pass --data-dir (data_dir=) with a folder that has it; "
-                "the repository ships a verified copy under data/ (see data/README.md)"
+                "put the file there, or pass --data-dir with a folder that has it (or drop "
+                "--data-dir: the repository ships a verified copy under data/, see data/README.md)"
             )
         return (
             "replace it with a verified copy (the repository ships one under data/, see "
-            "data/README.md), or pass --data-dir (data_dir=) with a good copy; verify=False "
-            "skips the check"
+            "data/README.md), or pass --data-dir with a folder that holds a good copy"
         )
     return f"re-fetch it from git: git checkout -- data/{rel.as_posix()}; or pass --data-dir"
 

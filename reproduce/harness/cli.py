@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 import types
 import typing
@@ -21,16 +22,18 @@ import date
 from date import Recipe
 from reproduce.datasets.integrity import DataError
 
+from .budgets import run_budget_sweep
 from .checkpoint import Preempted
-from .devices import DEVICE_KINDS
-from .experiment import PRESET_NAMES, Experiment
+from .devices import DEVICE_KINDS, check_device
+from .experiment import OPTIONAL_PRESET_NAMES, PRESET_NAMES, Experiment
+from .records import RecordError
 from .registry import experiments, get_experiment
 from .sweep import (
     RunSettings,
     SweepError,
     SweepSpec,
+    folder_plan,
     plan_runs,
-    preset_plan,
     resolved_plan_table,
     run_sweep,
 )
@@ -55,13 +58,29 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("experiment", help="experiment name (see --help epilog for the list)")
-    parser.add_argument("--methods", help="comma-separated scaling methods (default: the preset's)")
+    parser.add_argument(
+        "--methods",
+        help="comma-separated scaling methods (default: the preset's); see the list below",
+    )
     parser.add_argument(
         "--batch-sizes", help="comma-separated global batch sizes (default: the preset's)"
     )
-    parser.add_argument("--preset", choices=PRESET_NAMES, default=DEFAULT_PRESET)
     parser.add_argument(
-        "--seeds", type=int, help="seeds per run (the base batch gets at least the preset's)"
+        "--preset",
+        choices=(*PRESET_NAMES, *OPTIONAL_PRESET_NAMES),
+        default=DEFAULT_PRESET,
+        help=(
+            "smoke: seconds, what the tests run; quick (the default): minutes on a CPU, the "
+            "trend on a reduced budget; full: the paper's setting, whose records are published; "
+            "budget (where an experiment has it): the full sweep repeated at several epoch "
+            "budgets, each with its base recipe tuned at the base batch"
+        ),
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        help="seeds of every run, the base batch's included (default: the preset's: 1, and "
+        "more at the base batch, where the tolerance band is measured); 1 lowers those too",
     )
     parser.add_argument("--device", choices=DEVICE_KINDS, default="cpu")
     parser.add_argument(
@@ -83,8 +102,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--resume", action="store_true", help="continue unfinished runs from their checkpoints"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or per-run lines")
+    parser.add_argument(
+        "--quiet", action="store_true", help="print nothing but errors (the reports are written)"
+    )
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
+
+
+def help_epilog() -> str:
+    """The experiments with their presets' batch sizes, and the methods with their aliases."""
+    lines = ["experiments (presets: batch sizes):"]
+    for name, experiment in experiments().items():
+        presets = "; ".join(
+            f"{preset}: {', '.join(str(b) for b in experiment.presets[preset].batch_sizes)}"
+            + (
+                f" at E = {', '.join(f'{e:g}' for e in experiment.presets[preset].budgets)}"
+                if experiment.presets[preset].budgets
+                else ""
+            )
+            for preset in (*PRESET_NAMES, *OPTIONAL_PRESET_NAMES)
+            if preset in experiment.presets
+        )
+        lines.append(f"  {name:<18} {experiment.description}")
+        lines.append(f"  {'':<18} {presets}")
+    aliases = ", ".join(f"{alias} = {method}" for alias, method in date.ALIASES.items())
+    lines.append(f"methods: {', '.join(date.METHODS)} (aliases: {aliases})")
+    lines.append(f"default preset: {DEFAULT_PRESET}")
+    return "\n".join(lines)
 
 
 def parse_list(text: str | None, what: str) -> list[str] | None:
@@ -210,7 +254,35 @@ def parse_overrides(
     micro = run.get("micro_batch_size")
     if micro is not None and micro <= 0:
         raise UsageError(f"--set run.micro_batch_size={micro}: must be a positive integer")
+    for key in ("evals_per_epoch", "checkpoint_every_epochs"):
+        value = run.get(key)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise UsageError(f"--set run.{key}={value}: must be a positive number (or none)")
+    minutes = run.get("checkpoint_every_minutes")
+    if minutes is not None and not (math.isfinite(minutes) and minutes >= 0):
+        raise UsageError(
+            f"--set run.checkpoint_every_minutes={minutes}: must be >= 0 (0 or none: no timed "
+            "checkpoints)"
+        )
     return recipe, model, data, RunSettings(**run)
+
+
+def check_model_config(spec: SweepSpec) -> None:
+    """Build the model on torch's meta device (no memory, no compute), so that a model config
+    the model rejects is a usage error now rather than a traceback later."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            spec.experiment.build_model(spec.model_config)
+    except (ValueError, TypeError, RuntimeError, ZeroDivisionError) as error:
+        keys = " ".join(f"model.{key}={value}" for key, value in spec.model_overrides.items())
+        where = f"--set {keys}" if keys else f"the {spec.preset!r} preset's model config"
+        raise UsageError(
+            f"{where}: the {spec.experiment.name} model cannot be built with it "
+            f"({str(error).splitlines()[0] if str(error) else type(error).__name__}); "
+            f"its defaults are {dict(spec.experiment.model_defaults)}"
+        ) from None
 
 
 def build_spec(arguments: argparse.Namespace, argv: Sequence[str]) -> SweepSpec:
@@ -219,10 +291,19 @@ def build_spec(arguments: argparse.Namespace, argv: Sequence[str]) -> SweepSpec:
         experiment = get_experiment(arguments.experiment)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    if arguments.preset not in experiment.presets:
+        raise UsageError(
+            f"--preset {arguments.preset}: {experiment.name} has no such preset; its presets: "
+            f"{', '.join(experiment.presets)}"
+        )
     preset = experiment.presets[arguments.preset]
     recipe, model, data, run = parse_overrides(arguments.set, experiment, arguments.preset)
     if arguments.seeds is not None and arguments.seeds <= 0:
         raise UsageError(f"--seeds {arguments.seeds}: must be a positive integer")
+    try:
+        check_device(arguments.device)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     if arguments.data_dir is not None and not arguments.data_dir.is_dir():
         raise UsageError(f"--data-dir {arguments.data_dir}: no such folder")
     source = data.pop("source", "local")
@@ -232,6 +313,7 @@ def build_spec(arguments: argparse.Namespace, argv: Sequence[str]) -> SweepSpec:
         methods=parse_methods(arguments.methods) or preset.methods,
         batch_sizes=parse_batch_sizes(arguments.batch_sizes) or preset.batch_sizes,
         seeds=arguments.seeds or preset.seeds,
+        base_seeds=arguments.seeds,  # --seeds sets the base batch's seeds too (None: preset's)
         device=arguments.device,
         data_source=source,
         data_dir=arguments.data_dir,
@@ -248,6 +330,7 @@ def build_spec(arguments: argparse.Namespace, argv: Sequence[str]) -> SweepSpec:
         plan_runs(spec)  # every recipe of the sweep is valid, or we say which is not
     except ValueError as error:
         raise UsageError(str(error)) from None
+    check_model_config(spec)
     return spec
 
 
@@ -316,7 +399,7 @@ def plan_estimate(spec: SweepSpec, train: Any) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    parser.epilog = f"experiments: {', '.join(experiments())}; methods: {', '.join(date.METHODS)}"
+    parser.epilog = help_epilog()
     arguments = parser.parse_args(argv)
     try:
         spec = build_spec(arguments, argv)
@@ -341,8 +424,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE_ERROR
     log = (lambda message: None) if arguments.quiet else print
     try:
-        run_sweep(spec, log=log)
-    except (SweepError, DataError) as error:  # DataError: e.g. an image that cannot be read
+        if spec.experiment.presets[spec.preset].budgets:
+            run_budget_sweep(spec, log=log)
+        else:
+            run_sweep(spec, log=log)
+    except (SweepError, DataError, RecordError) as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
     except Preempted as stop:
@@ -355,12 +441,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return INTERRUPTED
-    print(f"results: {spec.out_dir}")
-    for name in ("tables.md", "paper_diff.md"):
-        path = spec.out_dir / name
-        if path.exists():
-            print(path.read_text(encoding="utf-8"))
+    if not arguments.quiet:
+        print()
+        print("\n".join(end_of_job_lines(spec)))
     return 0
+
+
+def end_of_job_lines(spec: SweepSpec) -> list[str]:
+    """What was learned, in a few lines: per budget of a budget sweep, or of the one sweep."""
+    from . import report
+
+    if not spec.experiment.presets[spec.preset].budgets:
+        return report.summary_lines(spec.out_dir)
+    from .budget_report import answer_lines, budget_tables
+    from .budgets import budget_folder, budgets_of
+
+    lines = []
+    for epochs in budgets_of(spec):
+        lines += report.summary_lines(budget_folder(spec.out_dir, epochs))
+    lines += answer_lines(budget_tables(spec.out_dir, spec.experiment))
+    lines.append(f"budget report: {spec.out_dir / 'budgets.md'}")
+    return lines
 
 
 def main_tune(argv: Sequence[str] | None = None) -> int:
@@ -379,7 +480,7 @@ def main_tune(argv: Sequence[str] | None = None) -> int:
         spec = build_spec(arguments, argv)
         if not spec.experiment.tuning_grid:
             raise UsageError(f"experiment {spec.experiment.name!r} declares no tuning grid")
-        if arguments.out is None:
+        if arguments.out is None and not spec.experiment.presets[spec.preset].budgets:
             spec = dataclasses.replace(
                 spec, out_dir=Path("results") / spec.experiment.name / "tuning"
             )
@@ -387,6 +488,18 @@ def main_tune(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
     log = (lambda message: None) if arguments.quiet else print
+    if spec.experiment.presets[spec.preset].budgets:  # tune every budget of the grid
+        from .budgets import budget_folder, budgets_of, tune_budget
+
+        try:
+            for epochs in budgets_of(spec):
+                tune_budget(spec, epochs, log=log)
+                tuning = budget_folder(spec.out_dir, epochs) / "tuning" / "tuning.md"
+                print(tuning.read_text(encoding="utf-8"))
+        except SweepError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return USAGE_ERROR
+        return 0
     # `--set KEY=VALUE` on a grid key trains only that point of the axis (to split the grid over
     # processes); a final run without it finds every point recorded and writes the summary.
     grid = {
@@ -404,9 +517,8 @@ def main_report(argv: Sequence[str] | None = None) -> int:
     README's results section."""
     import os
 
-    from . import readme_results
+    from . import readme_results, report
     from .io import atomic_write_text
-    from .report import write_report
 
     parser = argparse.ArgumentParser(
         prog="reproduce/report.py",
@@ -470,36 +582,71 @@ def main_report(argv: Sequence[str] | None = None) -> int:
         print(f"{readme_file}: results section up to date")
         return 0
 
-    folders = arguments.folders or sorted(
-        path.parent for path in arguments.results.glob("*/*/runs") if path.is_dir()
-    )
+    # A budget sweep's root (results/EXP/budget) stands for its budget folders (E10, E20, ...)
+    budget_roots = [
+        folder
+        for folder in arguments.folders
+        if not (folder / "runs").is_dir() and any(path.is_dir() for path in folder.glob("E*/runs"))
+    ]
+    folders = [
+        *(folder for folder in arguments.folders if folder not in budget_roots),
+        *(path.parent for root in budget_roots for path in sorted(root.glob("E*/runs"))),
+    ]
+    if not arguments.folders:
+        folders = sorted(
+            path.parent
+            for pattern in ("*/*/runs", "*/*/E*/runs")
+            for path in arguments.results.glob(pattern)
+            if path.is_dir()
+        )
+        budget_roots = sorted(
+            {path.parent.parent for path in arguments.results.glob("*/*/E*/runs")}
+        )
     registered = experiments()
+    # Read and check every folder's records before writing anything: a bad record (truncated,
+    # not UTF-8, missing a field) is named on one line with exit 2, and no report is touched.
+    readable = []
     for folder in folders:
         if not (folder / "runs").is_dir():
             print(f"error: {folder} has no runs/ folder of records", file=sys.stderr)
             return USAGE_ERROR
-    log = sys.stderr if arguments.json else sys.stdout  # with --json, stdout is the JSON alone
-    missed_keys = ("kind", "what", "method", "batch_size", "target", "tolerance", "ours", "source")
-    summaries = []
-    for folder in folders:
-        record_files = sorted((folder / "runs").glob("*.json"))
+        try:
+            record_files = report.read_record_files(folder)
+            if record_files:
+                report.sweep_info([item.record for item in record_files])
+        except ValueError as error:
+            where = "" if str(error).startswith(str(folder)) else f"{folder}: "
+            print(
+                f"error: {where}{error}. Nothing was written: restore that record, or move it "
+                "out of runs/ (a sweep retrains a run that has no record)",
+                file=sys.stderr,
+            )
+            return USAGE_ERROR
         if not record_files:
             print(f"error: {folder}/runs holds no records", file=sys.stderr)
             return USAGE_ERROR
-        first = json.loads(record_files[0].read_text(encoding="utf-8"))
-        name, preset = first.get("experiment"), first.get("preset")
+        name = record_files[0].record["experiment"]
         if name not in registered:
-            print(f"error: {record_files[0]}: unknown experiment {name!r}", file=sys.stderr)
+            print(f"error: {record_files[0].path}: unknown experiment {name!r}", file=sys.stderr)
             return USAGE_ERROR
-        experiment = registered[name]
-        paths = write_report(
-            folder,
-            experiment.targets,
-            experiment.claims,
-            experiment.band_floor,
-            command=f"python reproduce/report.py {folder}",
-            plan=preset_plan(experiment, preset) if preset in experiment.presets else None,
-        )
+        readable.append((folder, record_files, registered[name]))
+    log = sys.stderr if arguments.json else sys.stdout  # with --json, stdout is the JSON alone
+    missed_keys = ("kind", "what", "method", "batch_size", "target", "tolerance", "ours", "source")
+    summaries = []
+    for folder, record_files, experiment in readable:
+        try:
+            paths = report.write_report(
+                folder,
+                experiment.targets,
+                experiment.claims,
+                experiment.band_floor,
+                command=f"python reproduce/report.py {folder}",
+                plan=folder_plan(experiment, record_files[0].record),
+                files=record_files,
+            )
+        except ValueError as error:  # records that contradict the experiment (e.g. its mode)
+            print(f"error: {folder}: {error}; its reports were not written", file=sys.stderr)
+            return USAGE_ERROR
         print(f"{folder}: wrote {', '.join(sorted(p.name for p in paths.values()))}", file=log)
         diff = json.loads(paths["paper_diff_json"].read_text(encoding="utf-8"))
         summary = json.loads(paths["summary"].read_text(encoding="utf-8"))
@@ -520,6 +667,12 @@ def main_report(argv: Sequence[str] | None = None) -> int:
                 ],
             }
         )
+    for root in budget_roots:
+        from .budget_report import write_budget_report
+
+        record = json.loads(next(root.glob("E*/runs/*.json")).read_text(encoding="utf-8"))
+        paths = write_budget_report(root, registered[record["experiment"]])
+        print(f"{root}: wrote {', '.join(sorted(p.name for p in paths.values()))}", file=log)
     if arguments.readme:
         try:
             atomic_write_text(readme_file, generated_readme())

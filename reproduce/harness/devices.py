@@ -5,6 +5,7 @@ torch_xla is imported only inside the XLA branch, so the suite never needs it ot
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 from dataclasses import dataclass
@@ -63,6 +64,24 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def check_device(kind: str) -> None:
+    """ValueError saying what is missing when ``kind`` cannot run here, without starting it."""
+    if kind not in DEVICE_KINDS:
+        raise ValueError(f"unknown device {kind!r}; valid choices: {', '.join(DEVICE_KINDS)}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"--device cuda: no CUDA device is visible to torch {torch.__version__} "
+            f"(CUDA build: {torch.version.cuda or 'no'}); use --device cpu, or install a CUDA "
+            "build of torch on a machine with a GPU"
+        )
+    if kind == "tpu" and importlib.util.find_spec("torch_xla") is None:
+        raise ValueError(
+            "--device tpu needs torch_xla, which is not installed in this environment: build "
+            "its own environment with `bash xla/setup_env.sh` and run with .venv-xla/bin/python "
+            "(README, 'Running on GPUs and Cloud TPU'); or use --device cpu"
+        )
 
 
 def resolve_device(kind: str, local_rank: int = 0) -> Device:

@@ -21,7 +21,9 @@ from date import Recipe
 
 from .targets import Claim, Target
 
-PRESET_NAMES = ("smoke", "quick", "full")
+PRESET_NAMES = ("smoke", "quick", "full")  # every experiment has these
+#: Presets an experiment may add: ``budget`` repeats the sweep at several epoch budgets.
+OPTIONAL_PRESET_NAMES = ("budget",)
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,15 @@ class Preset:
     seeds: int = 1
     base_seeds: int = 1  # seeds at the base batch, where the tolerance band is measured
     evals_per_epoch: float = 1.0
+    # Epoch budgets E of a budget sweep (issue 12): the batch x method sweep is repeated at each
+    # E, with the base recipe tuned at the base batch for that E (validation only) and scaled
+    # without re-tuning. Empty: a single sweep at the recipe's own epochs.
+    budgets: tuple[float, ...] = ()
+    # Cells where a verdict is decided get more seeds, so that it never rests on one run:
+    # ``decisive_seeds`` for ``decisive_methods`` at the scale factors ``decisive_scales``.
+    decisive_seeds: int = 1
+    decisive_methods: tuple[str, ...] = ("date", "linear", "sqrt")
+    decisive_scales: tuple[int, ...] = (16, 64)
 
 
 @dataclass(frozen=True)
@@ -222,6 +233,12 @@ class Experiment:
         missing = [p for p in PRESET_NAMES if p not in self.presets]
         if missing:
             raise ValueError(f"{self.name}: presets {missing} are missing")
+        unknown = [p for p in self.presets if p not in (*PRESET_NAMES, *OPTIONAL_PRESET_NAMES)]
+        if unknown:
+            raise ValueError(f"{self.name}: unknown presets {unknown}")
+        for name, preset in self.presets.items():
+            if preset.name != name:
+                raise ValueError(f"{self.name}: preset {name!r} is named {preset.name!r}")
 
     @property
     def base_batch_size(self) -> int:

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -21,6 +22,8 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file 0600; give it the permissions of any file the user creates
+        os.fchmod(handle, 0o666 & ~current_umask())
         with os.fdopen(handle, "wb") as stream:
             write(stream)
             stream.flush()
@@ -29,6 +32,13 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    """The process's umask (os.umask can only be read by setting it, so set it back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -51,3 +61,23 @@ def strict_json_value(value: Any) -> Any:
 def atomic_write_json(path: Path, data: Any) -> None:
     text = json.dumps(strict_json_value(data), indent=1, sort_keys=False, allow_nan=False)
     atomic_write_text(path, text + "\n")
+
+
+#: A temporary file of an atomic write older than this was left by a killed writer: a write
+#: itself takes milliseconds, so the margin is wide even on a slow shared disk.
+STALE_TEMPORARY_SECONDS = 60.0
+
+
+def remove_stale_temporaries(folder: Path, older_than: float = STALE_TEMPORARY_SECONDS) -> int:
+    """Delete the ``.NAME.*.tmp`` files an atomic write left in ``folder`` when its process was
+    killed before the rename (they are never read as results); return how many."""
+    removed = 0
+    now = time.time()
+    for path in Path(folder).glob(".*.tmp"):
+        try:
+            if now - path.stat().st_mtime > older_than:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:  # another process removed or renamed it meanwhile
+            continue
+    return removed

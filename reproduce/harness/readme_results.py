@@ -82,8 +82,6 @@ def _folder_section(folder: Path, link: str) -> str:
     summary, diff, tables = _generated(folder)
     provenance = summary["provenance"]
     heading, metric_table = _section(tables, "## Final test ")
-    verdicts = summary["paper_diff"]["verdicts"]
-    counts = ", ".join(f"{verdict} {count}" for verdict, count in verdicts.items() if count)
     rows = [
         [
             row["kind"],
@@ -129,8 +127,7 @@ def _folder_section(folder: Path, link: str) -> str:
                 if summary.get("coverage")
                 else []
             ),
-            f"**Paper diff** (verdicts of the targets and claims: {counts or 'none'}; "
-            f"verified targets and claims missed: **{diff['missed_verified']}**)",
+            f"**Paper diff.** {report.judged_headline(summary['paper_diff']['verdicts'])}",
             "",
             verdict_table,
             "",

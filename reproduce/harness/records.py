@@ -84,9 +84,21 @@ def config_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+class RecordError(ValueError):
+    """A run record that cannot be read (damaged by hand or by another program)."""
+
+
 def read_record(path: Path) -> dict[str, Any] | None:
-    """A finished record, or None if there is none at ``path``."""
+    """A finished record, or None if there is none at ``path``; RecordError naming the file when
+    it is not a JSON object (records are written atomically, so only an outside edit does that)."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RecordError(
+            f"{path}: not a readable run record ({error}); delete it to train that run again"
+        ) from None
+    if not isinstance(record, dict):
+        raise RecordError(f"{path}: not a run record (a JSON object); delete it to train again")
+    return record

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import tempfile
 import time
 from collections.abc import Mapping
@@ -25,7 +26,7 @@ from .checkpoint import CheckpointPolicy, CorruptCheckpoint, load_checkpoint, se
 from .devices import Device, resolve_device
 from .distributed import init_distributed
 from .experiment import DataBundle, Experiment, TrainData
-from .io import atomic_write_json
+from .io import atomic_write_json, remove_stale_temporaries
 from .records import (
     SCHEMA_VERSION,
     config_key,
@@ -114,13 +115,28 @@ def plan_runs(spec: SweepSpec) -> list[PlannedRun]:
     preset = spec.experiment.presets[spec.preset]
     planned: list[PlannedRun] = []
     trained: dict[tuple[str, int], str] = {}  # (recipe, seed) -> record name of the trained run
+    float32_max = 3.4028234663852886e38  # torch.finfo(torch.float32).max
     for batch_size in spec.batch_sizes:
         seeds = spec.seeds
         if batch_size == base.batch_size:
             seeds = max(seeds, preset.base_seeds if spec.base_seeds is None else spec.base_seeds)
+        decisive = batch_size % base.batch_size == 0 and (
+            batch_size // base.batch_size in preset.decisive_scales
+        )
         for method in spec.methods:
             recipe = date.scale(base, batch_size, method)
-            for seed in range(seeds):
+            if recipe.lr > float32_max:
+                raise ValueError(
+                    f"lr={base.lr:g}: the {method} peak lr at batch {batch_size} is "
+                    f"{recipe.lr:g}, beyond float32's range (the parameters' dtype); use a "
+                    "smaller --set lr"
+                )
+            method_seeds = seeds
+            if decisive and date.canonical_method(method) in preset.decisive_methods:
+                method_seeds = max(seeds, preset.decisive_seeds)
+                if spec.base_seeds is not None:  # --seeds N: N everywhere
+                    method_seeds = spec.base_seeds
+            for seed in range(method_seeds):
                 identity = (json.dumps(recipe.to_dict(), sort_keys=True), seed)
                 run = PlannedRun(date.canonical_method(method), batch_size, seed, recipe)
                 if identity in trained:
@@ -131,9 +147,12 @@ def plan_runs(spec: SweepSpec) -> list[PlannedRun]:
     return planned
 
 
-def preset_plan(experiment: Experiment, preset: str) -> list[PlannedRun]:
-    """Every run of ``preset`` as the preset defines it (its methods, batches and seeds, no
-    overrides): what a report checks a results folder's coverage against."""
+def preset_plan(
+    experiment: Experiment, preset: str, recipe_overrides: Mapping[str, Any] | None = None
+) -> list[PlannedRun]:
+    """Every run of ``preset`` as the preset defines it (its methods, batches and seeds), from
+    the base recipe with ``recipe_overrides`` (a budget's epochs and tuned lr): what a report
+    checks a results folder's coverage against."""
     settings = experiment.presets[preset]
     return plan_runs(
         SweepSpec(
@@ -142,8 +161,29 @@ def preset_plan(experiment: Experiment, preset: str) -> list[PlannedRun]:
             methods=settings.methods,
             batch_sizes=settings.batch_sizes,
             seeds=settings.seeds,
+            recipe_overrides=dict(recipe_overrides or {}),
         )
     )
+
+
+def folder_plan(experiment: Experiment, record: Mapping[str, Any]) -> list[PlannedRun] | None:
+    """The preset plan the folder of ``record`` is checked against: the preset's own, and for a
+    budget folder the preset's at that budget with the base recipe tuned for it (its epochs and
+    tuning-grid keys, taken from the record's base recipe). None when there is no plan."""
+    preset = record.get("preset")
+    if preset not in experiment.presets:
+        return None
+    overrides = {}
+    if experiment.presets[preset].budgets:  # the budget's (stretched) schedule and tuned point
+        base = record.get("base_recipe") or {}
+        keys = ("epochs", "decay_start_epoch", "decay_rate", "milestones", *experiment.tuning_grid)
+        overrides = {key: base[key] for key in keys if key in base}
+        if "milestones" in overrides:
+            overrides["milestones"] = tuple(overrides["milestones"])
+    try:
+        return preset_plan(experiment, preset, overrides)
+    except ValueError:  # the preset's batches cannot all be planned from this recipe
+        return None
 
 
 def run_config(spec: SweepSpec, run: PlannedRun) -> dict[str, Any]:
@@ -211,7 +251,9 @@ def check_checkpoint(
                 "(or rerun without --resume, which sets it aside and starts afresh)"
             ) from None
         aside = set_aside(path)
-        log(f"{error}; set aside as {aside.name}, the run starts afresh")
+        print(
+            f"warning: {error}; set aside as {aside.name}, the run starts afresh", file=sys.stderr
+        )
         return None
     if saved is None:
         return None
@@ -232,16 +274,38 @@ def check_checkpoint(
 
 
 def check_writable(folder: Path) -> None:
-    """Fail now, not after hours of training, when results cannot be written to ``folder``."""
+    """Fail now, not after hours of training, when results cannot be written to ``folder``.
+    Nothing is created: the check writes a temporary file in the folder, or in its nearest
+    existing parent when the folder does not exist yet, and removes it."""
+    existing = Path(folder).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is not a folder")
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-check-"):
             pass
     except OSError as error:
         raise SweepError(
             f"--out {folder}: cannot write there ({error.strerror or error}); "
             "choose another folder with --out"
         ) from None
+
+
+def check_data_size(spec: SweepSpec, train: TrainData) -> None:
+    """Every planned batch needs at least one full step of training data: a split smaller than
+    one batch (data.train_examples too small, say) would otherwise train on repeated examples and
+    be recorded as an ordinary run."""
+    for batch_size in spec.batch_sizes:
+        steps = train.steps_per_epoch(batch_size)
+        if not steps >= 1:
+            overrides = " ".join(f"data.{k}={v}" for k, v in spec.data_overrides.items())
+            raise SweepError(
+                f"the training split has less than one batch of {batch_size} "
+                f"({steps:.3g} steps per epoch)"
+                + (f" with --set {overrides}" if overrides else "")
+                + "; use smaller --batch-sizes or more training data"
+            )
 
 
 def build_record(
@@ -285,6 +349,7 @@ def build_record(
         "world_size": world_size,
         "precision": spec.run.precision,
         "resumed_from_step": result.resumed_from_step,
+        "epoch_budget": run.recipe.epochs,
         "recipe": run.recipe.to_dict(),
         "base_recipe": spec.base_recipe.to_dict(),
         "model_config": spec.model_config,
@@ -322,6 +387,51 @@ def choose_micro_batch(
     return default_micro_batch_size(spec.experiment, per_device_batch, device)
 
 
+def format_duration(seconds: float) -> str:
+    """``75`` -> ``1m15s``; ``4000`` -> ``1h07m``."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+@dataclass
+class SweepProgress:
+    """Runs done, diverged and left, and an ETA from the examples-per-second of the runs this
+    sweep has trained (every run reads ``epochs`` passes over the data, whatever its batch)."""
+
+    total: int
+    done: int = 0
+    diverged: int = 0
+    seconds: float = 0.0
+    examples: float = 0.0
+    remaining_examples: float = 0.0
+
+    def finished(self, result: RunResult, examples: float, seconds: float) -> None:
+        """A run ended after ``seconds`` of wall time (training and evaluation)."""
+        self.done += 1
+        self.diverged += result.status == "diverged"
+        self.seconds += seconds
+        self.examples += examples
+        self.remaining_examples -= examples
+
+    def line(self) -> str:
+        text = f"sweep: {self.done}/{self.total} runs trained"
+        if self.diverged:
+            text += f", {self.diverged} diverged"
+        if self.done < self.total and self.examples > 0 and self.seconds > 0:
+            eta = self.remaining_examples * self.seconds / self.examples
+            text += f", about {format_duration(eta)} left"
+        return text
+
+
+def run_examples(run: PlannedRun, train: TrainData) -> float:
+    """Examples a run trains on: its steps times its batch."""
+    return date.total_steps(run.recipe, train.steps_per_epoch(run.batch_size)) * run.batch_size
+
+
 def run_sweep(spec: SweepSpec, log=print) -> list[dict[str, Any]]:
     """Train every planned run not already recorded, write the records, then the report.
 
@@ -329,6 +439,8 @@ def run_sweep(spec: SweepSpec, log=print) -> list[dict[str, Any]]:
     """
     planned = plan_runs(spec)
     check_writable(spec.out_dir)
+    data = spec.experiment.build_data(spec.data_source, spec.data_dir, spec.data_config)
+    check_data_size(spec, data.train)
     git_state()  # pin the commit now, before any long training
     context = init_distributed(spec.device)
     device = resolve_device(spec.device, context.local_rank)
@@ -336,6 +448,9 @@ def run_sweep(spec: SweepSpec, log=print) -> list[dict[str, Any]]:
         log = _silent
     runs_dir = spec.out_dir / "runs"
     checkpoints_dir = spec.out_dir / "checkpoints"
+    if context.is_main:
+        for folder in (runs_dir, checkpoints_dir):
+            remove_stale_temporaries(folder)
     existing = {run.name: read_record(runs_dir / run.name) for run in planned}
     to_train = [
         run
@@ -347,19 +462,25 @@ def run_sweep(spec: SweepSpec, log=print) -> list[dict[str, Any]]:
         run.name: check_checkpoint(spec, run, checkpoints_dir / f"{Path(run.name).stem}.pt", log)
         for run in to_train
     }
-    data = spec.experiment.build_data(spec.data_source, spec.data_dir, spec.data_config)
+    shared = sum(run.same_run_as is not None for run in planned)
+    log(
+        f"{spec.experiment.name} / {spec.preset}: {len(planned)} planned runs: "
+        f"{len(to_train)} to train, {len(planned) - len(to_train) - shared} already recorded, "
+        f"{shared} shared with an identical run (k = 1); results in {spec.out_dir}"
+    )
+    sweep = SweepProgress(
+        total=len(to_train),
+        remaining_examples=sum(run_examples(run, data.train) for run in to_train),
+    )
     micro_batch_cache: dict[tuple, dict[int, float]] = {}
     written: dict[str, dict[str, Any]] = {}
-    for index, run in enumerate(planned, start=1):
+    for run in planned:
         path = runs_dir / run.name
         key = run_key(spec, run)
         recorded = existing[run.name]
-        label = (
-            f"[{index}/{len(planned)}] {spec.experiment.name} {run.method} "
-            f"b={run.batch_size} seed={run.seed}"
-        )
+        name = f"{spec.experiment.name} {run.method} b={run.batch_size} seed={run.seed}"
         if recorded is not None and recorded.get("config_key") == key:
-            log(f"{label}: already recorded ({recorded['status']}), skipped")
+            log(f"{name}: already recorded ({recorded['status']}), skipped")
             written[run.name] = recorded
             continue
         if run.same_run_as is not None:
@@ -371,15 +492,22 @@ def run_sweep(spec: SweepSpec, log=print) -> list[dict[str, Any]]:
             if context.is_main:
                 atomic_write_json(path, record)
             written[run.name] = record
-            log(f"{label}: same recipe as {run.same_run_as} (k = 1), record shared")
+            log(f"{name}: same recipe as {run.same_run_as} (k = 1), record shared")
             continue
         saved = saved_checkpoints[run.name]
         per_rank_batch = run.batch_size // context.world_size
         micro = context.broadcast_int(
             choose_micro_batch(spec, data, per_rank_batch, device, saved, micro_batch_cache)
         )
-        checkpoint_path = checkpoints_dir / f"{Path(run.name).stem}.pt"
+        label = f"[{sweep.done + 1}/{sweep.total}] {name}"
         steps_per_epoch = data.train.steps_per_epoch(run.batch_size)
+        log(
+            f"{label}: {date.total_steps(run.recipe, steps_per_epoch)} steps "
+            f"(epochs {run.recipe.epochs:g}), peak lr {run.recipe.lr:.4g}, warmup "
+            f"{run.recipe.warmup_epochs:.4g} epochs, micro-batch {micro}"
+            + (", resuming from its checkpoint" if saved is not None else "")
+        )
+        checkpoint_path = checkpoints_dir / f"{Path(run.name).stem}.pt"
         every_epochs = spec.run.checkpoint_every_epochs
         every_minutes = spec.run.checkpoint_every_minutes
         policy = CheckpointPolicy(
@@ -406,20 +534,20 @@ def run_sweep(spec: SweepSpec, log=print) -> list[dict[str, Any]]:
             config_key=key,
             config=run_config(spec, run),
         )
+        wall_seconds = time.perf_counter() - started
         env = environment(device.describe(), list(spec.command))
-        record = build_record(
-            spec, run, result, env, data.info, time.perf_counter() - started, context.world_size
-        )
+        record = build_record(spec, run, result, env, data.info, wall_seconds, context.world_size)
         if context.is_main:
             atomic_write_json(path, record)
             checkpoint_path.unlink(missing_ok=True)
         written[run.name] = record
+        sweep.finished(result, run_examples(run, data.train), wall_seconds)
         metric = result.final.get(spec.experiment.primary_metric)
-        summary = f"{spec.experiment.primary_metric}={metric:.4f}" if metric is not None else ""
+        summary = f"{spec.experiment.primary_metric}={metric:.4g}" if metric is not None else ""
         if result.divergence:
             summary += f" ({result.divergence['reason']})"
-        seconds = f"{result.progress.train_seconds:.1f}s"
-        log(f"{label}: {result.status} {summary} in {seconds} (micro-batch {micro})")
+        took = format_duration(wall_seconds)
+        log(f"{label}: {result.status} {summary} in {took} | {sweep.line()}")
     if context.is_main:
         write_report(spec)
     context.barrier()
@@ -438,7 +566,7 @@ def write_report(spec: SweepSpec) -> dict[str, Path]:
         experiment.claims,
         experiment.band_floor,
         command=f"python reproduce/report.py {spec.out_dir}",
-        plan=preset_plan(experiment, spec.preset),
+        plan=preset_plan(experiment, spec.preset, spec.recipe_overrides),
     )
 
 

@@ -18,6 +18,7 @@ from torch import nn
 
 import date
 from date import Recipe
+from reproduce.datasets.integrity import positive_count
 from reproduce.datasets.mnist import MNIST_MEAN, MNIST_STD, load_mnist
 from reproduce.harness.experiment import (
     Batch,
@@ -52,9 +53,9 @@ def build_data(source: str, data_dir: Path | None, config: Mapping[str, Any]) ->
     test_images, test_labels = load_mnist(source=source, data_dir=data_dir, split="test")
     train_images, test_images = normalize(train_images), normalize(test_images)
     split = len(train_images) - VALIDATION_EXAMPLES
-    train_count = min(int(config["train_examples"]), split)
-    valid_count = min(int(config["valid_examples"]), VALIDATION_EXAMPLES)
-    test_count = min(int(config["test_examples"]), len(test_images))
+    train_count = min(positive_count(config, "train_examples"), split)
+    valid_count = min(positive_count(config, "valid_examples"), VALIDATION_EXAMPLES)
+    test_count = min(positive_count(config, "test_examples"), len(test_images))
     return DataBundle(
         train=ShuffledExamples(train_images[:train_count], train_labels[:train_count]),
         valid=LabelledImages(
@@ -136,6 +137,18 @@ EXPERIMENT = Experiment(
             batch_sizes=SWEEP_BATCH_SIZES,
             methods=date.METHODS,  # every scaling rule
             base_seeds=3,
+        ),
+        # The full sweep at four epoch budgets (issue 12), lr tuned per budget at batch 128:
+        # at E = 10, batch 8192 gets 67 steps; at E = 80, 537. Two evaluations an epoch, so that
+        # steps to the target are resolved to half an epoch; 2 seeds where verdicts are decided.
+        "budget": Preset(
+            name="budget",
+            batch_sizes=SWEEP_BATCH_SIZES,
+            methods=date.METHODS,
+            base_seeds=3,
+            budgets=(10, 20, 40, 80),
+            decisive_seeds=2,
+            evals_per_epoch=2.0,
         ),
     },
     build_data=build_data,

@@ -31,6 +31,7 @@ from torch import nn
 
 import date
 from date import Recipe
+from reproduce.datasets.integrity import positive_count
 from reproduce.datasets.ptb import batchify, load_ptb
 from reproduce.harness.experiment import Batch, DataBundle, Divergence, Experiment, Preset
 from reproduce.harness.targets import Claim, Target
@@ -62,13 +63,17 @@ SPLIT_TOKENS = {"train": 929_589, "valid": 73_760, "test": 82_430}
 def build_data(source: str, data_dir: Path | None, config: Mapping[str, Any]) -> DataBundle:
     """PTB as a BPTT training stream and two evaluation splits; ``config`` may cut each split to
     its first ``*_tokens`` tokens (smoke and quick presets) and sets ``bptt`` and ``eval_rows``."""
+    counts = {
+        key: positive_count(config, key)
+        for key in ("train_tokens", "valid_tokens", "test_tokens", "eval_rows", "bptt")
+    }
     corpus = load_ptb(source=source, data_dir=data_dir)
-    train = corpus.train[: int(config["train_tokens"])]
-    valid = corpus.valid[: int(config["valid_tokens"])]
-    test = corpus.test[: int(config["test_tokens"])]
-    rows = int(config["eval_rows"])
+    train = corpus.train[: counts["train_tokens"]]
+    valid = corpus.valid[: counts["valid_tokens"]]
+    test = corpus.test[: counts["test_tokens"]]
+    rows = counts["eval_rows"]
     return DataBundle(
-        train=BPTTStream(train, bptt=int(config["bptt"])),
+        train=BPTTStream(train, bptt=counts["bptt"]),
         valid=TokenSplit(valid, rows),
         test=TokenSplit(test, rows),
         info={

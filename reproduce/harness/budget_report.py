@@ -1,0 +1,368 @@
+"""The budget report (issue 12): steps to result and the paper's claim at every epoch budget.
+
+Reads the budget folders ``OUT/E{E}`` of a budget sweep (``budgets.py``) and writes, in ``OUT``:
+
+- ``budgets.md`` / ``budgets.json``: for each budget, the tuned base recipe, the base-batch band
+  and, for every method, its result at the claim's scale (x64 for the LSTM claim) with the
+  verdict; the one-line answer per method: the smallest budget on the grid at which it keeps the
+  base band at that scale, or "none up to E"; the steps-to-result table;
+- ``plots/steps_to_result.png``: steps to reach the experiment's time-to-target validation
+  metric vs batch size, log-log, one line per method, with the perfect-scaling line.
+
+Steps to result follow Shallue et al. 2018 ("Measuring the Effects of Data Parallelism on Neural
+Network Training", Fig. 1): for each method and batch, the fewest training steps at which the
+validation metric reaches the target, over every budget run. A budget counts for a cell only if
+every seed of that cell reached the target there, and its value is the slowest seed's steps (so
+that one lucky seed does not decide it). Step speed-up is steps(base batch) / steps(batch);
+perfect scaling is a speed-up of k; a method "stays within 2x of perfect scaling" up to the
+largest batch B such that at every batch up to B, steps(B) <= 2 x steps(base) / k.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from . import report
+from .budgets import recorded_budgets
+from .experiment import Experiment
+from .io import atomic_write, atomic_write_json, atomic_write_text
+from .targets import meets
+
+#: A method stays "near perfect scaling" while its steps are within this factor of perfect.
+PERFECT_SCALING_SLACK = 2.0
+COMMAND = "python reproduce/report.py {out}"
+
+
+def _cell_runs(
+    records: Sequence[Mapping[str, Any]], method: str, batch: int
+) -> list[Mapping[str, Any]]:
+    return [r for r in records if r["method"] == method and r["batch_size"] == batch]
+
+
+def keeps_band(runs: Sequence[Mapping[str, Any]], band: report.ToleranceBand) -> bool | None:
+    """True when every run is ok and their mean keeps the base band; None when not run or the
+    band is unknown."""
+    if not runs or band.mean is None:
+        return None
+    if any(run["status"] != "ok" for run in runs):
+        return False
+    values = [run["final"][band.metric] for run in runs]
+    return meets(sum(values) / len(values), band.mean, band.mode, band.half_width)
+
+
+def cell_steps(runs: Sequence[Mapping[str, Any]]) -> int | None:
+    """Steps to the target of a cell at one budget: the slowest seed's, or None unless every
+    seed reached it."""
+    steps = [run.get("steps_to_target") for run in runs]
+    if not steps or any(step is None for step in steps):
+        return None
+    return max(steps)
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}g}"
+
+
+def budget_tables(out_dir: Path, experiment: Experiment) -> dict[str, Any]:
+    """Everything the budget report shows, computed from the records (also budgets.json)."""
+    claim = experiment.claims[0] if experiment.claims else None
+    budgets = []
+    steps: dict[tuple[str, int], list[tuple[float, int]]] = {}  # (method, batch) -> (E, steps)
+    files = []
+    methods: list[str] = []
+    batches: list[int] = []
+    base_batch = None
+    for epochs, folder in recorded_budgets(out_dir):
+        record_files = report.read_record_files(folder)
+        files += record_files
+        records = [item.record for item in record_files]
+        info = report.sweep_info(records)
+        base_batch = info.base_batch_size
+        band = report.tolerance_band(records, base_batch, experiment.band_floor)
+        methods = sorted({*methods, *(r["method"] for r in records)})
+        batches = sorted({*batches, *(r["batch_size"] for r in records)})
+        tuning = report_tuning(folder / "tuning")
+        at_claim = {}
+        claim_batch = base_batch * claim.scale_factor if claim else None
+        for method in sorted({r["method"] for r in records}):
+            runs = _cell_runs(records, method, claim_batch) if claim else []
+            values = [r["final"][band.metric] for r in runs if r["status"] == "ok"]
+            at_claim[method] = {
+                "n": len(runs),
+                "diverged": sum(r["status"] == "diverged" for r in runs),
+                "mean": _mean(values),
+                "keeps": keeps_band(runs, band),
+            }
+        for method, batch in {(r["method"], r["batch_size"]) for r in records}:
+            value = cell_steps(_cell_runs(records, method, batch))
+            if value is not None:
+                steps.setdefault((method, batch), []).append((epochs, value))
+        budgets.append(
+            {
+                "epochs": epochs,
+                "folder": folder.name,
+                "tuned": tuning,
+                "band": band.to_dict(),
+                "claim_batch": claim_batch,
+                "at_claim": at_claim,
+            }
+        )
+    best_steps = {
+        f"{method}@{batch}": dict(
+            zip(("epochs", "steps"), min(found, key=lambda f: f[1]), strict=True)
+        )
+        for (method, batch), found in sorted(steps.items())
+    }
+    answers = {}
+    for method in methods:
+        kept = [b["epochs"] for b in budgets if b["at_claim"].get(method, {}).get("keeps")]
+        run_at = [b["epochs"] for b in budgets if b["at_claim"].get(method, {}).get("n")]
+        answers[method] = {
+            "smallest_budget": min(kept) if kept else None,
+            "budgets_run": run_at,
+        }
+    scaling = {
+        method: scaling_summary(method, batches, base_batch, best_steps) for method in methods
+    }
+    return {
+        "experiment": experiment.name,
+        "claim": claim.to_dict() if claim else None,
+        "time_to_target": experiment.time_to_target.to_dict()
+        if experiment.time_to_target
+        else None,
+        "base_batch_size": base_batch,
+        "budgets": budgets,
+        "answers": answers,
+        "steps_to_target": best_steps,
+        "scaling": scaling,
+        "methods": methods,
+        "batch_sizes": batches,
+        "provenance": report.provenance(files) if files else None,
+    }
+
+
+def report_tuning(tuning_dir: Path) -> dict[str, Any] | None:
+    """The tuning a budget's base recipe came from: the chosen point and the grid's values."""
+    path = tuning_dir / "tuning.json"
+    if not path.is_file():
+        return None
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    return {"best": (summary.get("best") or {}).get("point"), "points": summary.get("points")}
+
+
+def scaling_summary(
+    method: str, batches: Sequence[int], base: int | None, best: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Step speed-up per batch vs the base batch, and the largest batch within the slack of
+    perfect scaling (contiguously from the base batch)."""
+    base_steps = (best.get(f"{method}@{base}") or {}).get("steps")
+    speedups, near_perfect = {}, None
+    contiguous = True
+    for batch in batches:
+        found = best.get(f"{method}@{batch}")
+        if base_steps is None or found is None:
+            speedups[str(batch)] = None
+            contiguous = False
+            continue
+        speedup = base_steps / found["steps"]
+        speedups[str(batch)] = speedup
+        k = batch / base
+        if contiguous and speedup * PERFECT_SCALING_SLACK >= k:
+            near_perfect = batch
+        else:
+            contiguous = False
+    return {"speedup": speedups, "largest_batch_near_perfect": near_perfect}
+
+
+def answer_lines(tables: Mapping[str, Any]) -> list[str]:
+    """The claim answered in words, one line per method (the README quotes these)."""
+    claim = tables["claim"]
+    if not claim or not tables["budgets"]:
+        return []
+    grid = ", ".join(f"{b['epochs']:g}" for b in tables["budgets"])
+    k = claim["scale_factor"]
+    lines = []
+    for method in tables["methods"]:
+        answer = tables["answers"][method]
+        if not answer["budgets_run"]:
+            continue
+        if answer["smallest_budget"] is not None:
+            text = f"keeps the base band at x{k} from E = {answer['smallest_budget']:g} epochs"
+        else:
+            text = f"does not keep the base band at x{k} at any budget up to E = " + (
+                f"{max(answer['budgets_run']):g}"
+            )
+        lines.append(f"{method}: {text} (budgets run: {grid}).")
+    return lines
+
+
+def budgets_markdown(tables: Mapping[str, Any], out_dir: Path) -> str:
+    """budgets.md."""
+    name = tables["experiment"]
+    claim = tables["claim"]
+    target = tables["time_to_target"]
+    parts = [
+        f"# {name}: results per epoch budget\n",
+        f"<!-- Generated by `{COMMAND.format(out=out_dir)}` from the records under E*/runs: "
+        "do not edit. -->\n",
+        "Each budget E is a full sweep: the base recipe tuned at the base batch for E epochs "
+        "(validation only), then scaled to every batch with no re-tuning, for E epochs at every "
+        "batch (so batch k x base gets k times fewer steps).\n",
+    ]
+    if claim:
+        parts.append(f"## The claim: {claim['text']} ({claim['source']})\n")
+        parts += [f"- {line}" for line in answer_lines(tables)]
+        parts.append("")
+        rows = []
+        for budget in tables["budgets"]:
+            band = budget["band"]
+            tuned = budget["tuned"]["best"] if budget["tuned"] else None
+            row = [
+                f"{budget['epochs']:g}",
+                ", ".join(f"{k}={v}" for k, v in (tuned or {}).items()) or "—",
+                f"{_fmt(band['mean'])} ± {_fmt(band['half_width'], 2)} (n={band['n_seeds']})",
+            ]
+            for method in tables["methods"]:
+                cell = budget["at_claim"].get(method)
+                if not cell or not cell["n"]:
+                    row.append("not run")
+                    continue
+                verdict = {True: "keeps", False: "misses", None: "—"}[cell["keeps"]]
+                shown = _fmt(cell["mean"]) if cell["mean"] is not None else "diverged"
+                extra = f", {cell['diverged']} diverged" if cell["diverged"] else ""
+                row.append(f"{shown} (n={cell['n']}{extra}): {verdict}")
+            rows.append(row)
+        headers = ["E", "tuned base", "base band", *tables["methods"]]
+        first = tables["budgets"][0] if tables["budgets"] else {}
+        metric = first.get("band", {}).get("metric", "")
+        parts.append(
+            f"Final test {metric} at x{claim['scale_factor']} (batch {first.get('claim_batch')}) "
+            "per budget, against that budget's base-batch band:\n"
+        )
+        parts.append(tabulate(rows, headers=headers, tablefmt="github") + "\n")
+    if target:
+        parts.append(
+            f"## Steps to result: validation {target['metric']} "
+            f"{'>=' if target['mode'] == 'max' else '<='} {target['value']:g}\n"
+        )
+        parts.append(
+            f"Target: {target['source']} ({target['status']}). A cell is the fewest steps over the "
+            "budgets (the budget in brackets) at which every seed reached the target, the slowest "
+            "seed counting; `—`: not reached at any budget. Speed-up: steps at the base batch / "
+            f"steps. Perfect scaling is a speed-up of k.\n"
+        )
+        rows = []
+        base = tables["base_batch_size"]
+        for batch in tables["batch_sizes"]:
+            row = [batch, f"{batch / base:g}"]
+            for method in tables["methods"]:
+                found = tables["steps_to_target"].get(f"{method}@{batch}")
+                speedup = tables["scaling"][method]["speedup"].get(str(batch))
+                if found is None:
+                    row.append("—")
+                else:
+                    row.append(f"{found['steps']} (E={found['epochs']:g}), x{_fmt(speedup, 3)}")
+            rows.append(row)
+        parts.append(
+            tabulate(rows, headers=["batch", "k", *tables["methods"]], tablefmt="github") + "\n"
+        )
+        near = [
+            f"{method} {tables['scaling'][method]['largest_batch_near_perfect'] or 'none'}"
+            for method in tables["methods"]
+        ]
+        parts.append(
+            f"Largest batch within {PERFECT_SCALING_SLACK:g}x of perfect scaling (every batch up "
+            f"to it): {'; '.join(near)}.\n"
+        )
+        parts.append("![steps to result](plots/steps_to_result.png)\n")
+    provenance = tables["provenance"]
+    if provenance:
+        parts.append(
+            f"Provenance, from the {provenance['n_records']} run records' env: commit "
+            + ", ".join(f"`{c}`" for c in provenance["git_commits"])
+            + f"; run dates {' to '.join(provenance['dates'])}; hardware "
+            + ", ".join(f"`{d}`" for d in provenance["device_names"])
+            + "; torch "
+            + ", ".join(f"`{t}`" for t in provenance["torch"])
+            + "; commands "
+            + ", ".join(f"`{c}`" for c in provenance["commands"])
+            + ".\n"
+        )
+    return "\n".join(parts)
+
+
+def plot_steps_to_result(tables: Mapping[str, Any], path: Path) -> Path:
+    """Log-log steps to the target vs batch size per method, with the perfect-scaling line from
+    the base batch's steps (of the method that reached the target there in the fewest steps)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7.0, 4.5))
+    base = tables["base_batch_size"]
+    base_steps = []
+    for method in tables["methods"]:
+        points = [
+            (batch, tables["steps_to_target"][f"{method}@{batch}"]["steps"])
+            for batch in tables["batch_sizes"]
+            if f"{method}@{batch}" in tables["steps_to_target"]
+        ]
+        if not points:
+            continue
+        xs, ys = zip(*points, strict=True)
+        axis.plot(xs, ys, marker="o", label=method)
+        if xs[0] == base:
+            base_steps.append(ys[0])
+    if base_steps:
+        reference = min(base_steps)
+        batches = tables["batch_sizes"]
+        axis.plot(
+            batches,
+            [reference * base / batch for batch in batches],
+            linestyle="--",
+            color="gray",
+            label="perfect scaling",
+        )
+    axis.set_xscale("log", base=2)
+    axis.set_yscale("log")
+    axis.set_xlabel("batch size")
+    target = tables["time_to_target"]
+    axis.set_ylabel(
+        f"steps to validation {target['metric']} {target['value']:g}" if target else "steps"
+    )
+    axis.set_title(f"{tables['experiment']}: steps to result over budgets")
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(fontsize="small")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    # No "Software" metadata: the PNG does not depend on the matplotlib version string.
+    figure.savefig(buffer, format="png", metadata={"Software": None})
+    plt.close(figure)
+    atomic_write(path, lambda stream: stream.write(buffer.getvalue()))
+    return path
+
+
+def write_budget_report(out_dir: Path, experiment: Experiment) -> dict[str, Path]:
+    """Write budgets.md, budgets.json and plots/steps_to_result.png from the budget folders."""
+    out_dir = Path(out_dir)
+    tables = budget_tables(out_dir, experiment)
+    paths = {
+        "markdown": out_dir / "budgets.md",
+        "json": out_dir / "budgets.json",
+        "plot": out_dir / "plots" / "steps_to_result.png",
+    }
+    atomic_write_text(paths["markdown"], budgets_markdown(tables, out_dir))
+    atomic_write_json(paths["json"], {**tables, "answer_lines": answer_lines(tables)})
+    plot_steps_to_result(tables, paths["plot"])
+    return paths

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The command that makes results/mnist_lstm/budget: the full sweep (six methods, batch 128 to
+# 8192) at the epoch budgets of the `budget` preset, each with the base lr tuned at batch 128 for
+# that budget (validation only), run as two single-thread lanes so both cores of a 2-core machine
+# stay busy. Per budget: the lr grid (two points a lane), the tuning summary, then the sweep (the
+# base batch first, then the largest batches), then the next budget. Rerunning skips every
+# recorded run, so an interrupted sweep continues. BUDGETS="10 20" runs part of the grid.
+# On a bigger machine `python reproduce/run.py mnist_lstm --preset budget` does it all in one lane.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export OMP_NUM_THREADS=1
+python=${PYTHON:-.venv/bin/python}
+budgets=${BUDGETS:-"10 20 40 80"}
+run() { "$python" -u reproduce/run.py mnist_lstm --preset budget "$@"; }
+tune() { "$python" -u reproduce/tune.py mnist_lstm --preset budget "$@"; }
+lane() {  # $1: budget, $2: the lane's methods at the base batch, $3: its methods at k > 1
+  run --set "epochs=$1" --batch-sizes 128 --methods "$2"
+  run --set "epochs=$1" --batch-sizes 8192,4096 --methods "$3"
+  run --set "epochs=$1" --batch-sizes 2048,1024,512,256 --methods "$3"
+}
+for budget in $budgets; do
+  { tune --set "epochs=$budget" --set lr=0.05; tune --set "epochs=$budget" --set lr=0.2; } &
+  { tune --set "epochs=$budget" --set lr=0.1; tune --set "epochs=$budget" --set lr=0.4; } &
+  wait
+  tune --set "epochs=$budget"  # every point recorded: writes the budget's tuning summary
+  lane "$budget" none,linear,sqrt,date none,linear,linear-nowarmup &
+  lane "$budget" linear-nowarmup,sqrt-nowarmup sqrt,sqrt-nowarmup,date &
+  wait
+done
+"$python" reproduce/report.py results/mnist_lstm/budget

@@ -1,0 +1,231 @@
+"""The epoch budget as a sweep axis (issue 12): tuning per budget, records that carry E, the
+budget report (steps to result, the claim answered per budget)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from reproduce.harness import budget_report
+from reproduce.harness.cli import main, main_report
+from reproduce.harness.experiment import Preset
+from reproduce.harness.registry import experiments
+from reproduce.harness.targets import Claim, Target
+
+
+@pytest.fixture
+def tiny_budget_experiment(monkeypatch):
+    """mnist_lstm with a seconds-long budget preset: batches 32 and 128 (k = 4), budgets 1 and
+    2 epochs, a 2-point lr grid, a reachable time-to-target and the claim at x4."""
+    mnist = experiments()["mnist_lstm"]
+    smoke = mnist.presets["smoke"]
+    budget = Preset(
+        name="budget",
+        batch_sizes=(32, 128),
+        recipe=smoke.recipe,
+        model=smoke.model,
+        data=smoke.data,
+        methods=("sqrt", "date"),
+        base_seeds=2,
+        budgets=(1, 2),
+        decisive_seeds=2,
+        decisive_methods=("date",),
+        decisive_scales=(4,),
+    )
+    tiny = dataclasses.replace(
+        mnist,
+        presets={**mnist.presets, "budget": budget},
+        tuning_grid={"lr": (0.05, 0.1)},
+        time_to_target=dataclasses.replace(mnist.time_to_target, value=0.05),
+        claims=(dataclasses.replace(mnist.claims[0], scale_factor=4),),
+    )
+    monkeypatch.setitem(experiments(), "mnist_lstm", tiny)
+    return tiny
+
+
+def test_a_budget_sweep_tunes_each_budget_and_reports_per_budget(tmp_path, tiny_budget_experiment):
+    out = tmp_path / "budget"
+    assert main(["mnist_lstm", "--preset", "budget", "--quiet", "--out", str(out)]) == 0
+    for epochs in (1, 2):
+        folder = out / f"E{epochs}"
+        tuning = json.loads((folder / "tuning" / "tuning.json").read_text())
+        assert [p["point"]["lr"] for p in tuning["points"]] == [0.05, 0.1]
+        records = {p.name: json.loads(p.read_text()) for p in (folder / "runs").glob("*.json")}
+        # date at x4 is a decisive cell: 2 seeds; sqrt at x4 one; the base batch 2 seeds
+        assert set(records) == {
+            "sqrt_b32_s0.json", "sqrt_b32_s1.json", "date_b32_s0.json", "date_b32_s1.json",
+            "sqrt_b128_s0.json", "date_b128_s0.json", "date_b128_s1.json",
+        }  # fmt: skip
+        for record in records.values():
+            assert record["epoch_budget"] == epochs == record["recipe"]["epochs"]
+            assert record["base_recipe"]["lr"] == tuning["best"]["point"]["lr"]  # tuned, used
+        assert (folder / "tables.md").is_file()
+        assert "All 7 planned runs" in (folder / "tables.md").read_text()
+    tables = json.loads((out / "budgets.json").read_text())
+    assert [b["epochs"] for b in tables["budgets"]] == [1, 2]
+    assert tables["answer_lines"] and all("x4" in line for line in tables["answer_lines"])
+    text = (out / "budgets.md").read_text()
+    assert "## Steps to result" in text and "perfect scaling" in text
+    assert (out / "plots" / "steps_to_result.png").read_bytes().startswith(b"\x89PNG")
+
+    # the report command regenerates the budget root and its folders from the records alone
+    before = (out / "budgets.md").read_text()
+    (out / "budgets.md").unlink()
+    assert main_report([str(out)]) == 0
+    assert (out / "budgets.md").read_text() == before
+
+
+def test_set_epochs_runs_one_budget_of_the_grid(tmp_path, tiny_budget_experiment, capsys):
+    out = tmp_path / "budget"
+    argv = ["mnist_lstm", "--preset", "budget", "--quiet", "--out", str(out)]
+    assert main([*argv, "--set", "epochs=2"]) == 0
+    assert (out / "E2" / "runs").is_dir() and not (out / "E1").exists()
+    assert main([*argv, "--set", "epochs=3"]) == 2
+    assert "--set epochs=3: not one of the preset's budgets (1, 2)" in capsys.readouterr().err
+
+
+def record(method, batch, seed, steps, metric=0.98, status="ok"):
+    return {
+        "method": method,
+        "batch_size": batch,
+        "seed": seed,
+        "steps_to_target": steps,
+        "status": status,
+        "final": {"accuracy": metric},
+    }
+
+
+def test_cell_steps_need_every_seed_and_take_the_slowest():
+    assert budget_report.cell_steps([record("date", 128, 0, 40), record("date", 128, 1, 55)]) == 55
+    assert (
+        budget_report.cell_steps([record("date", 128, 0, 40), record("date", 128, 1, None)]) is None
+    )
+    assert budget_report.cell_steps([]) is None
+
+
+def test_scaling_summary_speedup_and_the_largest_batch_near_perfect_scaling():
+    best = {
+        "date@128": {"epochs": 10, "steps": 800},
+        "date@256": {"epochs": 10, "steps": 400},  # perfect: x2
+        "date@512": {"epochs": 20, "steps": 350},  # x2.3 at k = 4: within 2x of perfect
+        "date@1024": {"epochs": 40, "steps": 300},  # x2.7 at k = 8: beyond 2x
+        "date@2048": {"epochs": 40, "steps": 40},  # perfect again, but not contiguous
+    }
+    summary = budget_report.scaling_summary("date", [128, 256, 512, 1024, 2048], 128, best)
+    assert summary["speedup"]["256"] == 2.0
+    assert summary["speedup"]["512"] == pytest.approx(800 / 350)
+    assert summary["largest_batch_near_perfect"] == 512
+
+
+def test_keeps_band_counts_a_diverged_seed_as_a_loss():
+    band = budget_report.report.ToleranceBand(
+        metric="accuracy", mode="max", base_batch_size=128, mean=0.98, half_width=0.002,
+        std=0.001, n_seeds=3, n_diverged=0, seeds=(0, 1, 2), floor=0.002,
+    )  # fmt: skip
+    assert budget_report.keeps_band([record("date", 8192, 0, 5, 0.979)], band) is True
+    assert budget_report.keeps_band([record("date", 8192, 0, 5, 0.97)], band) is False
+    assert (
+        budget_report.keeps_band(
+            [record("date", 8192, 0, 5, 0.99), record("date", 8192, 1, None, 0.1, "diverged")],
+            band,
+        )
+        is False
+    )
+    assert budget_report.keeps_band([], band) is None
+
+
+def test_answer_lines_name_the_smallest_budget_or_none_up_to_the_largest():
+    tables = {
+        "claim": Claim(
+            text="x64", source="abstract", status="paper abstract", metric="accuracy",
+            mode="max", scale_factor=64, method="date",
+        ).to_dict(),
+        "budgets": [{"epochs": 10}, {"epochs": 20}, {"epochs": 40}],
+        "methods": ["date", "linear"],
+        "answers": {
+            "date": {"smallest_budget": 20, "budgets_run": [10, 20, 40]},
+            "linear": {"smallest_budget": None, "budgets_run": [10, 20, 40]},
+        },
+    }  # fmt: skip
+    lines = budget_report.answer_lines(tables)
+    assert (
+        lines[0] == "date: keeps the base band at x64 from E = 20 epochs (budgets run: 10, 20, 40)."
+    )
+    assert lines[1].startswith(
+        "linear: does not keep the base band at x64 at any budget up to E = 40"
+    )
+
+
+def test_every_budget_preset_fits_its_warmups():
+    """DATE's warmup grows with k; at every budget of every budget preset it must fit."""
+    for experiment in experiments().values():
+        preset = experiment.presets.get("budget")
+        if preset is None:
+            continue
+        assert isinstance(experiment.time_to_target, Target)
+        from reproduce.harness.sweep import SweepSpec, plan_runs
+
+        for epochs in preset.budgets:
+            spec = SweepSpec(
+                experiment, "budget", preset.methods, preset.batch_sizes, seeds=1,
+                recipe_overrides={"epochs": epochs},
+            )  # fmt: skip
+            assert plan_runs(spec)
+
+
+def test_budget_folder_names(tmp_path):
+    from reproduce.harness.budgets import budget_folder
+
+    assert budget_folder(tmp_path, 20) == tmp_path / "E20"
+    assert budget_folder(tmp_path, 2.5) == Path(tmp_path) / "E2.5"
+
+
+def test_budget_sweep_script_covers_the_budget_preset():
+    """reproduce/mnist_lstm/budget_sweep.sh: its lanes give every (method, batch) of the budget
+    preset at each budget, its default budgets are the preset's, and its lr split is the grid."""
+    import re
+
+    import date
+
+    script = Path(__file__).parents[1] / "reproduce" / "mnist_lstm" / "budget_sweep.sh"
+    text = script.read_text()
+    preset = experiments()["mnist_lstm"].presets["budget"]
+    default = re.search(r'budgets=\$\{BUDGETS:-"([\d ]+)"\}', text).group(1).split()
+    assert [float(b) for b in default] == list(preset.budgets)
+    runs = re.findall(r'run --set "epochs=\$1" --batch-sizes ([\d,]+) --methods "\$(\d)"', text)
+    lanes = re.findall(r'^  lane "\$budget" ([\w,-]+) ([\w,-]+) &$', text, flags=re.MULTILINE)
+    assert runs and len(lanes) == 2
+    covered = set()
+    for lane_methods in lanes:
+        for batches, argument in runs:
+            for method in lane_methods[int(argument) - 2].split(","):
+                covered |= {(date.canonical_method(method), int(b)) for b in batches.split(",")}
+    assert covered == {(m, b) for m in preset.methods for b in preset.batch_sizes}
+    grid = {float(v) for v in re.findall(r"--set lr=([\d.]+)", text)}
+    assert grid == set(experiments()["mnist_lstm"].tuning_grid["lr"])
+
+
+def test_a_longer_budget_stretches_the_schedule_in_time():
+    """PTB's exponential decay (halve every epoch from epoch 3 of 13) over 26 epochs: from epoch 6,
+    by 0.5^(1/2) an epoch, so the lr at 2x the epoch is the 13-epoch lr at that epoch; poly
+    (mnist) needs nothing but the epochs."""
+    import date
+    from reproduce.harness.budgets import stretched
+    from reproduce.harness.sweep import SweepSpec
+
+    ptb = experiments()["ptb_small"]
+    spec = SweepSpec(ptb, "full", ("date",), (20,), seeds=1)
+    changes = stretched(spec, 26)
+    assert changes["epochs"] == 26 and changes["decay_start_epoch"] == 6
+    assert changes["decay_rate"] == pytest.approx(0.5**0.5)
+    short, long = ptb.base_recipe, ptb.base_recipe.replace(**changes)
+    for epoch in (5, 7, 9, 12):
+        assert date.lr_at(long, 2 * epoch * 100, 100) == pytest.approx(
+            date.lr_at(short, epoch * 100, 100), rel=0.3
+        )  # a staircase of 1 epoch instead of 2: within one half-step
+    assert date.lr_at(long, 26 * 100, 100) == pytest.approx(date.lr_at(short, 13 * 100, 100))
+    mnist = experiments()["mnist_lstm"]
+    assert stretched(SweepSpec(mnist, "full", ("date",), (128,), seeds=1), 40) == {"epochs": 40}

@@ -1,0 +1,145 @@
+"""Records are strict JSON (non-finite numbers written as null, harness/io.py strict_json_value)
+and a diverged run carries its reason ({"step", "reason"}): the report accepts null exactly where
+a diverged run may have it, rejects it in an ok run, and shows each divergence's reason.
+
+Records are written here with the trainer's own writer (io.atomic_write_json)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_report import BASE, CLAIMS, TARGETS, make_record
+
+from reproduce.harness import report
+from reproduce.harness.io import atomic_write_json
+
+METRIC_REASON = "final test accuracy 0.001 is worse than 0.01, far worse than chance"
+
+
+def loss_reason(step: int) -> str:
+    """The trainer's reason for a non-finite loss (trainer.divergence_check)."""
+    return f"training loss is nan (not finite) at step {step}"
+
+
+def diverged_on_loss(batch_size: int = 8192, seed: int = 0) -> dict[str, Any]:
+    """As the trainer writes it: the loss curve ends with the non-finite loss, no final metrics."""
+    record = make_record("linear", batch_size, seed, None, status="diverged")
+    step = record["curves"]["step"][-1]
+    return {**record, "divergence": {"step": step, "reason": loss_reason(step)}}
+
+
+def diverged_on_final_metric(batch_size: int = 8192, seed: int = 1) -> dict[str, Any]:
+    """A run that trained to the end but whose final metric is far worse than chance: final
+    holds what was measured, including a null (a non-finite loss)."""
+    record = make_record("linear", batch_size, seed, 0.001)
+    record["final"] = {"accuracy": 0.001, "loss": float("inf")}
+    step = record["total_steps"]
+    return {**record, "status": "diverged", "divergence": {"step": step, "reason": METRIC_REASON}}
+
+
+def write(out: Path, records: list[dict[str, Any]]) -> Path:
+    for record in records:
+        name = f"{record['method']}_b{record['batch_size']}_s{record['seed']}.json"
+        atomic_write_json(out / "runs" / name, record)
+    return out
+
+
+def base_runs() -> list[dict[str, Any]]:
+    return [make_record("date", BASE, seed, 0.98 + 0.001 * seed) for seed in range(3)]
+
+
+def test_strict_json_diverged_records_load_and_show_their_reasons(tmp_path) -> None:
+    records = [*base_runs(), diverged_on_loss(), diverged_on_final_metric()]
+    out = write(tmp_path, records)
+    raw = (out / "runs" / "linear_b8192_s0.json").read_text()
+    assert "NaN" not in raw and json.loads(raw)["curves"]["loss"][-1] is None  # strict JSON
+    loaded = {(r["seed"], r["status"]) for r in report.load_records(out) if r["batch_size"] > BASE}
+    assert loaded == {(0, "diverged"), (1, "diverged")}
+
+    paths = report.write_report(out, TARGETS, CLAIMS, band_floor=0.002)
+    tables = paths["tables"].read_text()
+    assert "diverged (2/2)" in tables
+    assert f"- `linear`, batch 8192, seed 0 at step 1: {loss_reason(1)}" in tables
+    assert f"- `linear`, batch 8192, seed 1 at step 4: {METRIC_REASON}" in tables
+    diff = json.loads(paths["paper_diff_json"].read_text())
+    (band_row,) = [
+        row for row in diff["rows"] if row["kind"] == "band" and row["method"] == "linear"
+    ]
+    assert band_row["verdict"] == "missed"
+    assert band_row["note"] == (
+        f"2/2 runs diverged (seed 0 at step 1: {loss_reason(1)}; seed 1 at step 4: {METRIC_REASON})"
+    )
+    assert loss_reason(1) in paths["paper_diff"].read_text()  # the band table's note column
+
+
+def test_an_old_record_without_a_reason_still_loads_and_says_so(tmp_path) -> None:
+    old = make_record("linear", 8192, 0, None, status="diverged")  # Python's NaN, no divergence
+    old["diverged_at_step"] = 63
+    out = tmp_path
+    (out / "runs").mkdir()
+    (out / "runs" / "linear_b8192_s0.json").write_text(json.dumps(old))  # allow_nan: NaN
+    write(out, base_runs())
+    paths = report.write_report(out, TARGETS, CLAIMS, band_floor=0.002)
+    assert "- `linear`, batch 8192, seed 0 at step 63: no reason recorded" in (
+        paths["tables"].read_text()
+    )
+    assert "Diverged runs" not in report.divergence_notes(base_runs())
+
+
+def set_path(record: dict[str, Any], path: tuple, value: Any) -> dict[str, Any]:
+    target = record
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return record
+
+
+@pytest.mark.parametrize(
+    ("record", "path", "message"),
+    [
+        (make_record(), ("final", "accuracy"), r"status 'ok' but final\['accuracy'\]"),
+        (make_record(), ("final", "loss"), r"final\['loss'\] must be a finite number .* 'ok'"),
+        (make_record(), ("curves", "loss", -1), r"curves\['loss'\]\[255\] is None"),
+        (make_record(), ("curves", "lr", 0), r"curves\['lr'\]\[0\] is None"),
+        (make_record(), ("evals", 0, "metrics", "loss"), r"evals\[0\]\.metrics\['loss'\]"),
+        (diverged_on_loss(), ("curves", "loss", 0), r"only the last loss of a diverged run"),
+    ],
+)
+def test_null_is_rejected_where_no_divergence_explains_it(tmp_path, record, path, message) -> None:
+    out = write(tmp_path, [set_path(record, path, None)])
+    with pytest.raises(ValueError, match=message) as error:
+        report.load_records(out)
+    assert str(error.value).startswith(str(out / "runs"))  # names the file
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"divergence": {"step": 3, "reason": "x"}}, "status 'ok' but a divergence is recorded"),
+        ({"status": "diverged", "divergence": {"step": "3"}}, "divergence must be null or"),
+    ],
+)
+def test_a_divergence_must_be_well_formed_and_only_on_a_diverged_run(
+    tmp_path, change, message
+) -> None:
+    out = write(tmp_path, [{**make_record(), **change}])
+    with pytest.raises(ValueError, match=message):
+        report.load_records(out)
+
+
+@pytest.mark.parametrize("base", ["all diverged", "missing"])
+def test_no_ok_base_batch_run_gives_a_report_without_a_band(tmp_path, base) -> None:
+    records = [make_record("date", 1024, seed, 0.97) for seed in range(2)]
+    records += [diverged_on_loss(8192, 0)]
+    if base == "all diverged":
+        records += [diverged_on_loss(BASE, seed) for seed in range(2)]
+    paths = report.write_report(write(tmp_path, records), TARGETS, CLAIMS, band_floor=0.002)
+    assert f"No ok run at the base batch {BASE}" in paths["tables"].read_text()
+    diff = json.loads(paths["paper_diff_json"].read_text())
+    assert {row["verdict"] for row in diff["rows"] if row["kind"] == "band"} == {
+        "no verified reference"
+    }
+    assert all(path.stat().st_size > 0 for path in paths.values())
