@@ -51,10 +51,13 @@ def test_the_model_is_torchvisions_resnet50_with_its_parameter_count():
 def test_zero_init_residual_zeroes_every_blocks_last_batch_norm_scale():
     zeroed = EXPERIMENT.build_model({**EXPERIMENT.model_defaults, "zero_init_residual": True})
     plain = EXPERIMENT.build_model(EXPERIMENT.model_defaults)
-    blocks = [block for layer in (1, 2, 3, 4) for block in getattr(zeroed, f"layer{layer}")]
-    assert len(blocks) == 16
-    assert all(torch.count_nonzero(block.bn3.weight) == 0 for block in blocks)
-    assert all(torch.all(block.bn3.weight == 1) for layer in (1, 2) for block in plain.layer1)
+    def blocks(model: nn.Module) -> list[nn.Module]:
+        return [block for layer in (1, 2, 3, 4) for block in getattr(model, f"layer{layer}")]
+
+    assert len(blocks(zeroed)) == 16
+    assert all(torch.count_nonzero(block.bn3.weight) == 0 for block in blocks(zeroed))
+    assert all(torch.all(block.bn3.weight == 1) for block in blocks(plain))
+    assert all(torch.all(block.bn2.weight == 1) for block in blocks(zeroed))
 
 
 def test_model_inputs_are_normalized_in_the_models_memory_format():
