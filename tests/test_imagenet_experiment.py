@@ -51,6 +51,7 @@ def test_the_model_is_torchvisions_resnet50_with_its_parameter_count():
 def test_zero_init_residual_zeroes_every_blocks_last_batch_norm_scale():
     zeroed = EXPERIMENT.build_model({**EXPERIMENT.model_defaults, "zero_init_residual": True})
     plain = EXPERIMENT.build_model(EXPERIMENT.model_defaults)
+
     def blocks(model: nn.Module) -> list[nn.Module]:
         return [block for layer in (1, 2, 3, 4) for block in getattr(model, f"layer{layer}")]
 
