@@ -1458,6 +1458,8 @@ def write_report(
     cov_text = "\n\n## Coverage\n\n" + coverage_markdown(cov, prov["device_names"]) if cov else ""
     paths = {name: out / relative for name, relative in REPORT_FILES.items()}
 
+    from .noise_report import noise_section  # issue 15; here, not at the top: it imports us
+
     tables = (
         _header(info, "results")
         + head
@@ -1470,6 +1472,7 @@ def write_report(
         + band.describe()
         + "\n\n## Resolved recipes (first seed of each cell)\n\n"
         + recipe_table(records)
+        + noise_section(records, band)
         + "\n"
     )
     atomic_write_text(paths["tables"], tables)
