@@ -127,7 +127,7 @@ def main_advise(argv: Sequence[str] | None = None) -> int:
     measured = {key: value for key, value in reading.items() if key != "base_recipe"}
     advice_json = {**dataclasses.asdict(advice), "measured": measured, "record": path.name}
     atomic_write_text(spec.out_dir / "advice.json", json.dumps(advice_json, indent=2) + "\n")
-    print(text)
+    print(text, end="")
     return 0
 
 
