@@ -189,6 +189,20 @@ def test_short_run_records_the_noise_curves_and_advises(tmp_path, capsys):
     assert "## Gradient noise scale and the breaking point" in (out / "tables.md").read_text()
 
 
+def test_a_budget_too_short_for_the_presets_largest_warmup_still_gets_its_report(tmp_path):
+    """--set epochs=0.25 at batch 32 alone is a valid run, while the smoke preset's DATE run at
+    128 is not (warmup 0.5 epochs): the report skips the coverage check instead of failing after
+    training (as reproduce/advise.py's shortened budgets would)."""
+    from reproduce.harness.cli import main as run_main
+    from reproduce.harness.cli import main_report
+
+    out = tmp_path / "short"
+    argv = ["mnist_lstm", "--preset", "smoke", "--methods", "date", "--batch-sizes", "32"]
+    assert run_main([*argv, "--set", "epochs=0.25", "--quiet", "--out", str(out)]) == 0
+    assert "## Coverage" not in (out / "tables.md").read_text()
+    assert main_report([str(out)]) == 0
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
@@ -259,3 +273,31 @@ def test_malformed_noise_curves_are_named(tmp_path):
     record["curves"]["noise_trace"][3] = "1.0"
     with pytest.raises(ValueError, match="not a finite number"):
         noise_report.noise_by_batch([record])
+
+
+def test_budget_section_puts_the_noise_beside_near_perfect_scaling_and_the_fitted_batch(tmp_path):
+    records = [with_noise(r, 500.0) if r["batch_size"] == BASE else r for r in sweep()]
+    write_records(tmp_path / "E1", records)
+    band = tolerance_band(records, BASE, 0.002)
+    tables = {
+        "base_batch_size": BASE,
+        "methods": ["date", "linear"],
+        "batch_sizes": [BASE, 1024, 8192],
+        "budgets": [{"epochs": 1, "folder": "E1", "band": band.to_dict()}],
+        "steps_to_target": {
+            "date@128": {"epochs": 1, "steps": 800},
+            "date@1024": {"epochs": 1, "steps": 150},
+            "linear@128": {"epochs": 1, "steps": 800},
+        },
+        "scaling": {
+            "date": {"largest_batch_near_perfect": 1024},
+            "linear": {"largest_batch_near_perfect": None},
+        },
+    }
+    text = noise_report.budget_noise_section(tables, tmp_path)
+    assert "| 1   | 500 / 500 (b128)" in text
+    assert "| 8192   | 128      |" in text  # per budget: date and linear keep the band up to
+    # S = a + b / B through (128, 800) and (1024, 150): b = 650 * 1024 / 7, a = 800 - b / 128
+    slope = 650 * 1024 / 7
+    assert "| date     | 1024" in text and f"{slope / (800 - slope / 128):.4g}" in text
+    assert "| linear   | none" in text and "| 1         |" in text  # one batch: no fit

@@ -135,6 +135,19 @@ def _fmt(value: float | None) -> str:
     return "—" if value is None else f"{value:.4g}"
 
 
+def short_budget(base: date.Recipe, epochs: float) -> dict[str, object]:
+    """Recipe overrides that cut ``base``'s budget to ``epochs``: a decay start or milestone
+    beyond the cut is dropped (that part of the schedule is never reached), so the short run
+    follows the full schedule where it does not depend on the budget (warmup, constant and
+    step-wise phases); a poly or cosine decay runs over the shorter budget."""
+    overrides: dict[str, object] = {"epochs": epochs}
+    if base.decay_start_epoch > epochs:
+        overrides["decay_start_epoch"] = epochs
+    if any(milestone > epochs for milestone in base.milestones):
+        overrides["milestones"] = tuple(m for m in base.milestones if m <= epochs)
+    return overrides
+
+
 def _short_run_spec(arguments: argparse.Namespace, argv: Sequence[str]) -> tuple:
     """The sweep spec of the short run (method none, base batch, one seed) and the full base
     recipe the advice scales; UsageError naming a bad option."""
@@ -166,11 +179,24 @@ def _short_run_spec(arguments: argparse.Namespace, argv: Sequence[str]) -> tuple
             f"--epochs {arguments.epochs:g} is shorter than the base recipe's warmup "
             f"({base.warmup_epochs:g} epochs): use --epochs {math.ceil(base.warmup_epochs)} or more"
         )
+    # The folder's preset plan is this one run, so its report does not list the preset's other
+    # runs as missing (nor try to scale the shortened budget to them).
+    preset = dataclasses.replace(
+        spec.experiment.presets[spec.preset],
+        methods=("none",),
+        batch_sizes=(base.batch_size,),
+        seeds=1,
+        base_seeds=1,
+    )
+    experiment = dataclasses.replace(
+        spec.experiment, presets={**spec.experiment.presets, spec.preset: preset}
+    )
     spec = dataclasses.replace(
         spec,
+        experiment=experiment,
         batch_sizes=(base.batch_size,),
         base_seeds=1,
-        recipe_overrides={**spec.recipe_overrides, "epochs": arguments.epochs},
+        recipe_overrides={**spec.recipe_overrides, **short_budget(base, arguments.epochs)},
         run=dataclasses.replace(spec.run, micro_batch_size=micro, measure_noise=True),
         out_dir=arguments.out or Path("results") / spec.experiment.name / "advise",
         command=("reproduce/advise.py", *argv),

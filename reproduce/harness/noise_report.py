@@ -210,8 +210,8 @@ def noise_section(records: Sequence[Mapping[str, Any]], band: report.ToleranceBa
         for method, point in points.items()
     ]
     parts.append(
-        f"\nMeasured breaking point: the largest batch up to which every batch keeps the base "
-        f"band ({band.metric}, see above), and the first batch that misses it:\n\n"
+        f"\nMeasured breaking point: the largest batch up to which every batch run keeps the "
+        f"base band ({band.metric}, see above), and the first batch run that misses it:\n\n"
     )
     headers = ["method", "largest batch keeping the band", "first batch missing it"]
     parts.append(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))

@@ -177,7 +177,10 @@ def folder_plan(experiment: Experiment, record: Mapping[str, Any]) -> list[Plann
     overrides = Recipe.from_dict(base).to_dict() if isinstance(base, Mapping) else None
     if overrides is not None:
         overrides = {key: tuple(v) if isinstance(v, list) else v for key, v in overrides.items()}
-    return preset_plan(experiment, preset, overrides)
+    try:
+        return preset_plan(experiment, preset, overrides)
+    except ValueError:  # e.g. a shortened budget the preset's largest DATE warmup exceeds
+        return None
 
 
 def run_config(spec: SweepSpec, run: PlannedRun) -> dict[str, Any]:
@@ -549,13 +552,17 @@ def _silent(message: str) -> None:
 
 def write_report(spec: SweepSpec) -> dict[str, Path]:
     experiment = spec.experiment
+    try:
+        plan = preset_plan(experiment, spec.preset, spec.recipe_overrides)
+    except ValueError:  # the preset's own runs cannot take these overrides: no coverage check
+        plan = None
     return report.write_report(
         spec.out_dir,
         experiment.targets,
         experiment.claims,
         experiment.band_floor,
         command=f"python reproduce/report.py {spec.out_dir}",
-        plan=preset_plan(experiment, spec.preset, spec.recipe_overrides),
+        plan=plan,
     )
 
 
