@@ -1,9 +1,11 @@
-"""Command line: ``python -m date plan ...`` prints what each scaling method gives per batch size.
+"""Command line: ``python -m date plan ...`` prints what each scaling method gives per batch size;
+``python -m date advise ...`` the batch worth using given a measured gradient noise scale.
 
 Example (ImageNet, base batch 256, 5/16 epoch of warmup, doubling up to 32K)::
 
     python -m date plan --lr 0.1 --batch-size 256 --warmup-epochs 0.3125 --epochs 90 \\
         --dataset-size 1281167 --to 32768 --methods date,linear
+    python -m date advise --record results/mnist_lstm/advise/runs/none_b128_s0.json
 
 Bad input prints one ``error: ...`` line on stderr and exits with status 2.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -236,6 +239,8 @@ _RECIPE_FLAGS = {
 
 def _advise(arguments: argparse.Namespace) -> int:
     try:
+        if not (math.isfinite(arguments.smoothing) and 0 <= arguments.smoothing < 1):
+            raise ValueError(f"--smoothing {arguments.smoothing:g}: must be in [0, 1)")
         if arguments.record is not None:
             given = [flag for dest, flag in _RECIPE_FLAGS.items() if getattr(arguments, dest)]
             if given:

@@ -134,6 +134,7 @@ def test_advise_usage_errors_exit_2_with_one_line(tmp_path, capsys):
     cases = [
         (["advise", "--noise-scale", "3000", "--lr", "0.1"], "--noise-scale needs the base recipe"),
         ([*ADVISE, "--noise-scale", "-3"], "noise scale must be a finite number > 0"),
+        ([*ADVISE, "--noise-scale", "3", "--smoothing", "1"], "--smoothing 1: must be in [0, 1)"),
         (["advise", "--record", str(no_noise), "--lr", "0.1"], "--record gives the base recipe"),
         (["advise", "--record", str(tmp_path / "missing.json")], "no such file"),
         (["advise", "--record", str(no_noise)], "no gradient noise estimate in its curves"),
