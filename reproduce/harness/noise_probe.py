@@ -8,16 +8,18 @@ two such gradients in every step that has more than one gradient in flight:
   accumulated gradient is that micro-batch's alone (summed over its items); at the end of the
   step it is the whole batch's. Small = the first micro-batch, big = the batch.
 - several ranks (torchrun's DDP, or XLA replicas): each rank's gradient over its share of the
-  batch before the all-reduce, and the all-reduced gradient over the global batch after it, as
-  the paper does on its data-parallel workers. Small = rank's share (batch / world size), big =
-  the global batch, whatever the accumulation. DDP all-reduces inside the last micro-batch's
-  backward, so the rank's gradient is read in a communication hook that wraps DDP's own
-  all-reduce (``allreduce_hook``, documented to give the same result as no hook); XLA replicas
-  reduce explicitly, after ``accumulate_gradients``. Each rank measures its own share; the record,
-  written by rank 0, holds rank 0's (one share per step is an unbiased sample; the smoothing over
-  steps does the averaging, with no extra collective).
+  batch before the all-reduce, and the all-reduced gradient over the global batch after it (the
+  no-overhead data-parallel measurement of the paper's Appendix A.1). Small = rank's share (batch
+  / world size), big = the global batch, whatever the accumulation. DDP all-reduces inside the
+  last micro-batch's backward, so the rank's gradient is read in a communication hook that wraps
+  DDP's own all-reduce (``allreduce_hook``, documented to give the same result as no hook); XLA
+  replicas reduce explicitly, after ``accumulate_gradients``. Each rank measures its own share;
+  the record, written by rank 0, holds rank 0's (one share per step is an unbiased sample; the
+  smoothing over steps does the averaging, with no extra collective).
 
-A step with one gradient only (one process, one micro-batch) records None. Norms stay on the
+A step with one gradient only (one process, one micro-batch) records None: cutting its batch in
+two for a second size would change the float summation of every such run (its records would no
+longer match runs without the probe) and slow it with smaller micro-batches. Norms stay on the
 device (no host sync per step; on XLA they are outputs of the step's graph) until ``flush``, which
 the trainer calls at evaluations, before checkpoints and at the end: then the per-step estimates
 are appended to ``Progress.curves`` as ``noise_grad_sq`` (|G|^2), ``noise_trace`` (tr(Sigma)) and
@@ -52,8 +54,8 @@ SMALL_BATCH = {
     "ddp": "rank 0's share of the batch, before DDP's all-reduce",
     "replicas": "rank 0's share of the batch, before the XLA replicas' all-reduce",
 }
-#: Pending device tensors are read to the host after this many steps even between flushes, so a
-#: long stretch without evaluations holds a bounded number of them.
+#: Pending norms are read to the host once this many are waiting, even between flushes, so a long
+#: stretch without evaluations holds a bounded number of device tensors.
 MAX_PENDING_TENSORS = 4096
 
 
