@@ -20,6 +20,11 @@ Ratios (each the median over blocks of side A's time per example / side B's):
   normalization, LARS and DATE's scheduler through ``date``) against a bare torchvision step of
   the same uint8 batch (normalize, channels_last, cross-entropy with label smoothing,
   pytorch-optimizer's LARS with the lr set by hand).
+- with / without the gradient noise probe (issue 15, reproduce/harness/noise_probe.py), mnist_lstm
+  at batch 128 and ptb_small at batch 20 (full-size models), each in micro-batches of a quarter of
+  the batch as reproduce/advise.py trains them: the harness step with the probe's two squared
+  gradient norms per step (and its host read every NOISE_FLUSH_EVERY steps, more often than any
+  evaluation interval) against the same step without it.
 """
 
 from __future__ import annotations
@@ -45,8 +50,9 @@ import harness_overhead
 import date
 from reproduce.harness.devices import resolve_device
 from reproduce.harness.experiment import Experiment, ShuffledExamples, TrainData
+from reproduce.harness.noise_probe import NoiseProbe
 from reproduce.harness.registry import get_experiment
-from reproduce.harness.trainer import accumulate_gradients
+from reproduce.harness.trainer import Progress, accumulate_gradients
 
 #: Harness step / hand-written step. The goal is 1.05 (harness_overhead.TARGET_RATIO); 1.25 is
 #: generous so that a shared CI machine's noise does not fail the check, yet an added copy of the
@@ -62,6 +68,12 @@ SCALE_FACTOR = 64  # the paper's MNIST range: batch 128 to 8192
 #: shorter: a block of one batch-8192 step cannot be cut, but more, shorter blocks give the
 #: median more samples for the same time.
 SHORT_BLOCKS_FACTOR = 3
+#: With / without the noise probe: two fused squared norms of the gradients per step, next to a
+#: forward and backward of the batch, about 1% of a ptb_small step (4.7M parameters, 400 tokens)
+#: by their own timing; 1.08 leaves room for a noisy machine, while a norm per micro-batch or a
+#: per-step copy of the gradients would exceed it.
+NOISE_LIMIT = 1.08
+NOISE_FLUSH_EVERY = 64
 
 
 @dataclass
@@ -128,20 +140,31 @@ def harness_step(
     recipe: date.Recipe,
     train: TrainData,
     micro: int,
+    measure_noise: bool = False,
 ) -> Callable[[], None]:
-    """The trainer's loop body (reproduce.harness.trainer.train), one global batch per call."""
+    """The trainer's loop body (reproduce.harness.trainer.train), one global batch per call;
+    with ``measure_noise``, also its gradient noise probe."""
     device = resolve_device("cpu")
     optimizer = date.build_optimizer(model, recipe)
     scheduler = date.DateScheduler(optimizer, recipe, train.steps_per_epoch(recipe.batch_size))
     stream = train.stream(recipe.batch_size, seed=0)
     states: dict[int, object] = {}
+    noise, progress = None, Progress()
+    if measure_noise:
+        noise = NoiseProbe("micro-batch")
+        noise.attach(progress)
 
     def step() -> None:
         batch = next(stream)
         optimizer.zero_grad(set_to_none=True)
-        loss, _ = accumulate_gradients(experiment, model, batch, micro, states, device)
+        loss, _ = accumulate_gradients(experiment, model, batch, micro, states, device, noise=noise)
         if not math.isfinite(loss):
             raise FloatingPointError(f"{experiment.name}: the harness side diverged")
+        if noise is not None:
+            noise.reduced(model.parameters(), batch.size, len(progress.curves["step"]))
+            progress.curves["step"].append(len(progress.curves["step"]))
+            if len(progress.curves["step"]) % NOISE_FLUSH_EVERY == 0:
+                noise.flush()
         if recipe.grad_clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip_norm)
         optimizer.step()
@@ -351,6 +374,31 @@ def imagenet_ratio(blocks: int) -> Ratio:
     )
 
 
+def noise_ratio(name: str, blocks: int, steps: int) -> Ratio:
+    """Harness step with / without the noise probe, full-size model at the base batch, in
+    micro-batches of a quarter of it (reproduce/advise.py's default)."""
+    experiment = get_experiment(name)
+    recipe = experiment.base_recipe
+    train = experiment.build_data("local", None, experiment.data_defaults).train
+    micro = recipe.batch_size // 4
+
+    def side(label: str, measure_noise: bool) -> Side:
+        torch.manual_seed(0)
+        model = experiment.build_model(experiment.model_defaults).train()
+        call = harness_step(experiment, model, recipe, train, micro, measure_noise)
+        return Side(label, call, recipe.batch_size, steps)
+
+    probed = side(f"with probe b{recipe.batch_size}/{micro}", True)
+    plain = side(f"without b{recipe.batch_size}/{micro}", False)
+    return Ratio(
+        f"{name} with / without the noise probe, batch {recipe.batch_size} as 4 x {micro}",
+        probed,
+        plain,
+        NOISE_LIMIT,
+        *interleave(probed, plain, SHORT_BLOCKS_FACTOR * blocks),
+    )
+
+
 def table(ratios: Sequence[Ratio]) -> str:
     """Both sides' median time per example, the ratio, its spread over blocks and its limit."""
     rows = []
@@ -392,6 +440,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         *mnist_ratios(arguments.blocks),
         ptb_ratio(arguments.blocks),
         imagenet_ratio(arguments.blocks),
+        noise_ratio("mnist_lstm", arguments.blocks, 7),
+        noise_ratio("ptb_small", arguments.blocks, 2),
     ]
     print(
         f"{arguments.blocks} interleaved blocks for big / small, "

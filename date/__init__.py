@@ -10,6 +10,9 @@ same epoch budget.
     >>> date.scale(base, 32768).warmup_epochs
     40.0
 
+Beyond the paper, `date.advise` turns a gradient noise scale measured at the base batch
+(`date.noise`; McCandlish et al. 2018) into the critical batch estimate and the recipe there.
+
 Importing `date` runs nothing and does not import torch: `DateScheduler`, `build_optimizer` and
 `BiasCorrectedLamb` load their modules (and torch) on first use.
 """
@@ -18,6 +21,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from date.advise import Advice, advise, fit_critical_batch, format_advice, noise_from_record
+from date.noise import (
+    NoiseScaleEMA,
+    TwoSizeEstimate,
+    pooled_noise_scale,
+    smoothed_noise_scale,
+    squared_grad_norm,
+    two_size_estimate,
+)
 from date.plan import PlanRow, format_plan, plan
 from date.recipe import DECAYS, OPTIMIZERS, Recipe
 from date.scaling import ALIASES, METHODS, canonical_method, scale
@@ -41,18 +53,29 @@ __all__ = [
     "DECAYS",
     "METHODS",
     "OPTIMIZERS",
+    "Advice",
     "BiasCorrectedLamb",
     "DateScheduler",
+    "NoiseScaleEMA",
     "PlanRow",
     "Recipe",
+    "TwoSizeEstimate",
     "__version__",
+    "advise",
     "build_optimizer",
     "canonical_method",
+    "fit_critical_batch",
+    "format_advice",
     "format_plan",
     "lr_at",
+    "noise_from_record",
     "plan",
+    "pooled_noise_scale",
     "scale",
+    "smoothed_noise_scale",
+    "squared_grad_norm",
     "total_steps",
+    "two_size_estimate",
     "warmup_steps",
 ]
 

@@ -1,9 +1,11 @@
-"""Command line: ``python -m date plan ...`` prints what each scaling method gives per batch size.
+"""Command line: ``python -m date plan ...`` prints what each scaling method gives per batch size;
+``python -m date advise ...`` the batch worth using given a measured gradient noise scale.
 
 Example (ImageNet, base batch 256, 5/16 epoch of warmup, doubling up to 32K)::
 
     python -m date plan --lr 0.1 --batch-size 256 --warmup-epochs 0.3125 --epochs 90 \\
         --dataset-size 1281167 --to 32768 --methods date,linear
+    python -m date advise --record results/mnist_lstm/advise/runs/none_b128_s0.json
 
 Bad input prints one ``error: ...`` line on stderr and exits with status 2.
 """
@@ -13,10 +15,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
+from date.advise import advise, format_advice, noise_from_record
+from date.noise import DEFAULT_DECAY
 from date.plan import format_plan, plan
 from date.recipe import DECAYS, OPTIMIZERS, Recipe, check_batch_size
 from date.scaling import ALIASES, METHODS, canonical_method
@@ -96,22 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="tabulate peak lr, warmup and steps per batch size and scaling method",
         description="Scale a recipe tuned at --batch-size to larger (or smaller) batches.",
     )
-    recipe = plan_parser.add_argument_group("base recipe (tuned at --batch-size)")
-    recipe.add_argument("--lr", type=float, required=True, help="peak learning rate")
-    recipe.add_argument("--batch-size", type=_positive_integer, required=True, help="base batch")
-    recipe.add_argument("--epochs", type=float, required=True, help="epoch budget")
-    recipe.add_argument("--warmup-epochs", type=float, default=0.0, help="warmup length (epochs)")
-    recipe.add_argument("--warmup-start-factor", type=float, default=0.0)
-    recipe.add_argument("--decay", choices=DECAYS, default="constant")
-    recipe.add_argument("--poly-power", type=float, default=2.0)
-    recipe.add_argument("--final-lr-factor", type=float, default=0.0)
-    recipe.add_argument("--decay-rate", type=float, default=0.5)
-    recipe.add_argument("--decay-start-epoch", type=float, default=0.0)
-    recipe.add_argument("--milestones", type=_epochs_list, default=[], help="e.g. 30,60,80")
-    recipe.add_argument("--milestone-factor", type=float, default=0.1)
-    recipe.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
-    recipe.add_argument("--momentum", type=float, default=0.0)
-    recipe.add_argument("--weight-decay", type=float, default=0.0)
+    _add_recipe_arguments(plan_parser, required=True)
 
     target = plan_parser.add_argument_group("batch sizes and methods")
     target.add_argument(
@@ -129,7 +120,70 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma-separated, from {','.join(METHODS)} (alias {aliases}); default all",
     )
     target.add_argument("--json", action="store_true", help="print rows as JSON instead")
+    _add_advise_parser(commands)
     return parser
+
+
+def _add_recipe_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
+    recipe = parser.add_argument_group("base recipe (tuned at --batch-size)")
+    recipe.add_argument("--lr", type=float, required=required, help="peak learning rate")
+    recipe.add_argument(
+        "--batch-size", type=_positive_integer, required=required, help="base batch"
+    )
+    recipe.add_argument("--epochs", type=float, required=required, help="epoch budget")
+    recipe.add_argument("--warmup-epochs", type=float, default=0.0, help="warmup length (epochs)")
+    recipe.add_argument("--warmup-start-factor", type=float, default=0.0)
+    recipe.add_argument("--decay", choices=DECAYS, default="constant")
+    recipe.add_argument("--poly-power", type=float, default=2.0)
+    recipe.add_argument("--final-lr-factor", type=float, default=0.0)
+    recipe.add_argument("--decay-rate", type=float, default=0.5)
+    recipe.add_argument("--decay-start-epoch", type=float, default=0.0)
+    recipe.add_argument("--milestones", type=_epochs_list, default=[], help="e.g. 30,60,80")
+    recipe.add_argument("--milestone-factor", type=float, default=0.1)
+    recipe.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
+    recipe.add_argument("--momentum", type=float, default=0.0)
+    recipe.add_argument("--weight-decay", type=float, default=0.0)
+
+
+def _add_advise_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "advise",
+        help="the critical batch from a measured gradient noise scale, and the recipe there",
+        description=(
+            "From the gradient noise scale B_simple measured at the base batch (a value, or a run "
+            "record of the DATE reproduction suite whose curves hold it), estimate the critical "
+            "batch B_crit ~ B_simple (McCandlish et al. 2018, arXiv 1812.06162), suggest the "
+            "largest base x 2^n not above it, and print the scaled recipe there."
+        ),
+    )
+    source = parser.add_argument_group("the noise scale (one of)").add_mutually_exclusive_group(
+        required=True
+    )
+    source.add_argument(
+        "--noise-scale", type=float, help="B_simple in examples (needs the base recipe flags)"
+    )
+    source.add_argument(
+        "--record",
+        type=Path,
+        help="a run record (JSON) with noise curves: its base recipe and dataset size are used",
+    )
+    _add_recipe_arguments(parser, required=False)
+    parser.add_argument(
+        "--dataset-size", type=_positive_integer, help="training examples (N); with --noise-scale"
+    )
+    parser.add_argument(
+        "--method",
+        type=lambda text: _methods(text)[0],
+        default="date",
+        help="the scaling method of the printed recipe (default date)",
+    )
+    parser.add_argument(
+        "--smoothing",
+        type=float,
+        default=DEFAULT_DECAY,
+        help=f"EMA decay over a record's per-step estimates (default {DEFAULT_DECAY})",
+    )
+    parser.add_argument("--json", action="store_true", help="print the advice as JSON instead")
 
 
 def _recipe(arguments: argparse.Namespace) -> Recipe:
@@ -155,6 +209,8 @@ def _recipe(arguments: argparse.Namespace) -> Recipe:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (0, or 2 for bad input)."""
     arguments = build_parser().parse_args(argv)
+    if arguments.command == "advise":
+        return _advise(arguments)
     try:
         recipe = _recipe(arguments)
         if arguments.to is not None:
@@ -169,6 +225,60 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps([dataclasses.asdict(row) for row in rows], indent=2))
     else:
         print(format_plan(rows))
+    return 0
+
+
+#: The recipe flags of `advise`, which --record replaces (argparse dest -> flag).
+_RECIPE_FLAGS = {
+    "lr": "--lr",
+    "batch_size": "--batch-size",
+    "epochs": "--epochs",
+    "dataset_size": "--dataset-size",
+}
+
+
+def _advise(arguments: argparse.Namespace) -> int:
+    try:
+        if not (math.isfinite(arguments.smoothing) and 0 <= arguments.smoothing < 1):
+            raise ValueError(f"--smoothing {arguments.smoothing:g}: must be in [0, 1)")
+        if arguments.record is not None:
+            given = [flag for dest, flag in _RECIPE_FLAGS.items() if getattr(arguments, dest)]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)}: --record gives the base recipe and dataset size; drop "
+                    "them, or pass --noise-scale instead of --record"
+                )
+            reading = noise_from_record(arguments.record, arguments.smoothing)
+            recipe, dataset_size = reading["base_recipe"], reading["dataset_size"]
+            noise_scale = reading["noise_scale"]
+        else:
+            missing = [flag for dest, flag in _RECIPE_FLAGS.items() if not getattr(arguments, dest)]
+            if missing:
+                raise ValueError(f"--noise-scale needs the base recipe: {', '.join(missing)}")
+            recipe, dataset_size = _recipe(arguments), arguments.dataset_size
+            noise_scale, reading = arguments.noise_scale, None
+        advice = advise(recipe, noise_scale, dataset_size, arguments.method)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    if arguments.json:
+        result = dataclasses.asdict(advice)
+        if reading is not None:
+            result["measured"] = {k: v for k, v in reading.items() if k != "base_recipe"}
+        print(json.dumps(result, indent=2, default=str))
+        return 0
+    if reading is not None:
+        pooled = reading["pooled_noise_scale"]
+        print(
+            f"Measured in {arguments.record} ({reading['experiment']}, {reading['method']} at "
+            f"batch {reading['batch_size']}, seed {reading['seed']}): B_simple {noise_scale:.4g} "
+            "at step "
+            f"{reading['step']} of {reading['steps']} (EMA, decay {arguments.smoothing:g}); "
+            f"{pooled:.4g} pooled over its {reading['measured_steps']} measured steps.\n"
+            if pooled is not None
+            else f"Measured in {arguments.record}: B_simple {noise_scale:.4g}.\n"
+        )
+    print(format_advice(advice))
     return 0
 
 

@@ -39,6 +39,13 @@ def test_two_gloo_processes_follow_the_single_process_curve(tmp_path):
     assert double["total_steps"] == single["total_steps"]
     assert double["curves"]["lr"] == single["curves"]["lr"]
     assert double["curves"]["loss"] == pytest.approx(single["curves"]["loss"], rel=1e-4)
+    # gradient noise: one process compares its first micro-batch (16) with the batch; two
+    # compare rank 0's share (32, read in DDP's communication hook) with the all-reduced batch
+    assert single["gradient_noise"]["sizes"] == [{"from_step": 0, "small": 16, "big": 64}]
+    assert double["gradient_noise"]["sizes"] == [{"from_step": 0, "small": 32, "big": 64}]
+    for record in (single, double):
+        assert len(record["curves"]["noise_scale"]) == len(record["curves"]["step"])
+        assert None not in record["curves"]["noise_trace"]
     for name, value in single["final"].items():
         assert double["final"][name] == pytest.approx(value, abs=2e-3)
     # only rank 0 wrote: one record per run, one report

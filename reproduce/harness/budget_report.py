@@ -208,6 +208,8 @@ def answer_lines(tables: Mapping[str, Any]) -> list[str]:
 
 def budgets_markdown(tables: Mapping[str, Any], out_dir: Path) -> str:
     """budgets.md."""
+    from . import noise_report  # here, not at the top: it imports this module
+
     name = tables["experiment"]
     claim = tables["claim"]
     target = tables["time_to_target"]
@@ -285,6 +287,7 @@ def budgets_markdown(tables: Mapping[str, Any], out_dir: Path) -> str:
             f"to it): {'; '.join(near)}.\n"
         )
         parts.append("![steps to result](plots/steps_to_result.png)\n")
+    parts.append(noise_report.budget_noise_section(tables, out_dir))  # issue 15
     provenance = tables["provenance"]
     if provenance:
         parts.append(

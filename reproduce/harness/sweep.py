@@ -49,6 +49,7 @@ class RunSettings:
 
     micro_batch_size: int | None = None  # None: the experiment's rule for the device
     measure_micro_batch: bool = False  # opt-in: time the candidates and take the fastest
+    measure_noise: bool = True  # gradient noise scale in the curves (trainer's noise_probe.py)
     evals_per_epoch: float | None = None  # None: the preset's
     precision: str = "fp32"  # or "bf16": autocast forward passes; master weights stay fp32
     checkpoint_every_epochs: float | None = None
@@ -345,6 +346,7 @@ def build_record(
         "model_parameters": result.model_parameters,
         "micro_batch_size": result.progress.micro_batch_size,
         "micro_batches": result.progress.micro_batches,
+        "gradient_noise": result.progress.gradient_noise,
         "accumulation_steps": result.accumulation_steps,
         "world_size": world_size,
         "precision": spec.run.precision,
@@ -533,6 +535,7 @@ def run_sweep(spec: SweepSpec, log=print) -> list[dict[str, Any]]:
             precision=spec.run.precision,
             config_key=key,
             config=run_config(spec, run),
+            measure_noise=spec.run.measure_noise,
         )
         wall_seconds = time.perf_counter() - started
         env = environment(device.describe(), list(spec.command))
@@ -560,13 +563,17 @@ def _silent(message: str) -> None:
 
 def write_report(spec: SweepSpec) -> dict[str, Path]:
     experiment = spec.experiment
+    try:
+        plan = preset_plan(experiment, spec.preset, spec.recipe_overrides)
+    except ValueError:  # the preset's own runs cannot take these overrides: no coverage check
+        plan = None
     return report.write_report(
         spec.out_dir,
         experiment.targets,
         experiment.claims,
         experiment.band_floor,
         command=f"python reproduce/report.py {spec.out_dir}",
-        plan=preset_plan(experiment, spec.preset, spec.recipe_overrides),
+        plan=plan,
     )
 
 

@@ -32,6 +32,7 @@ from .checkpoint import (
 from .devices import Device
 from .distributed import DistributedContext
 from .experiment import Batch, DataBundle, Divergence, Experiment
+from .noise_probe import NoiseProbe
 from .targets import meets
 
 EVAL_BATCH_SIZE = 1024
@@ -75,12 +76,14 @@ def accumulate_gradients(
     states: dict[int, Any],
     device: Device,
     precision: str = "fp32",
+    noise: NoiseProbe | None = None,
 ) -> tuple[float, int]:
     """Forward and backward over the micro-batches of ``batch``; gradients end up as the mean over
     all loss items of the batch. Returns (mean loss, number of items).
 
     Under DistributedDataParallel, gradients are all-reduced (averaged over ranks) only on the last
     micro-batch, which gives the mean over the global batch when every rank holds as many items.
+    A ``noise`` probe takes the gradient norms it needs on the way (``noise_probe.py``).
     """
     loss_total: torch.Tensor | float = 0.0
     items = 0
@@ -99,12 +102,16 @@ def accumulate_gradients(
             # a bf16 loss is summed and back-propagated in fp32; fp32 and fp64 stay as they are
             loss_sum = loss_sum.to(torch.promote_types(loss_sum.dtype, torch.float32))
             loss_sum.backward()
+        if noise is not None and index == 0 and not last:
+            noise.first_micro_batch(model.parameters(), count, micro_batch.size)
         device.mark_step()  # XLA: one graph per micro-batch, not one growing with accumulation
         loss_total = loss_total + loss_sum.detach()
         items += count
     for parameter in model.parameters():
         if parameter.grad is not None:
             parameter.grad.div_(items)
+    if noise is not None:
+        noise.accumulated(model.parameters(), items, batch.size)
     return float(loss_total) / items, items
 
 
@@ -209,6 +216,8 @@ class Progress:
     steps_to_target: int | None = None
     seconds_to_target: float | None = None
     micro_batches: list[dict[str, int]] = field(default_factory=list)
+    #: How the gradient noise curves were measured (``noise_probe.py``); None without them.
+    gradient_noise: dict[str, Any] | None = None
 
     def to_state(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -293,6 +302,7 @@ def train(
     precision: str = "fp32",
     config_key: str | None = None,
     config: Mapping[str, Any] | None = None,
+    measure_noise: bool = True,
 ) -> RunResult:
     """Train ``experiment``'s model with ``recipe`` and return curves and metrics.
 
@@ -301,7 +311,8 @@ def train(
     ``Divergence`` rule says (a non-finite loss, a loss far above its start); a final metric
     far worse than chance is recorded as ``diverged`` too. With a ``checkpoint`` policy the run
     saves its full state, tagged with ``config_key``, as the policy says (and on SIGTERM or SIGINT,
-    then raises Preempted); ``resume`` continues from that checkpoint.
+    then raises Preempted); ``resume`` continues from that checkpoint. ``measure_noise`` records the
+    gradient noise scale in the curves where a step has two gradient sizes (``noise_probe.py``).
     """
     context = context or DistributedContext()
     checkpoint = checkpoint or CheckpointPolicy(path=None)
@@ -329,6 +340,7 @@ def train(
         run = Progress(**saved["progress"])
     if run.micro_batch_size != micro_batch_size:
         run.micro_batches.append({"from_step": run.step, "size": micro_batch_size})
+    noise = NoiseProbe.for_run(model, context, run) if measure_noise else None
 
     divergence: dict[str, Any] | None = None
     stream = data.train.stream(
@@ -354,9 +366,11 @@ def train(
             batch = next(stream)
             optimizer.zero_grad(set_to_none=True)
             loss, _ = accumulate_gradients(
-                experiment, model, batch, micro_batch_size, states, device, precision
+                experiment, model, batch, micro_batch_size, states, device, precision, noise
             )
             context.reduce_gradients(module)
+            if noise is not None:
+                noise.reduced(module.parameters(), batch.size, step)
             loss = context.mean(loss)
             run.curves["step"].append(step)
             run.curves["lr"].append(lr)
@@ -377,6 +391,8 @@ def train(
                 lr=f"{lr:.3g}", loss=f"{loss:.3f}", ex_s=f"{examples / run.train_seconds:.0f}"
             )
             if done in eval_at:
+                if noise is not None:
+                    noise.flush()
                 metrics = run_evaluation(experiment, module, data.valid, device)
                 run.evals.append(
                     {
@@ -413,6 +429,8 @@ def train(
                     }
                     break
             if done < last_step and context.any(checkpoint.due(done)):
+                if noise is not None:
+                    noise.flush()
                 if context.is_main:
                     save_checkpoint(
                         checkpoint.path,
@@ -429,6 +447,8 @@ def train(
                     )
                 context.barrier()
                 checkpoint.saved()
+    if noise is not None:
+        noise.flush()
     bar.close()
 
     final: dict[str, float] = {}

@@ -82,6 +82,8 @@ def write_report(
     found_targets = time_targets(records)
     divergences = divergence_notes(records)
     texts: dict[str, str] = {}
+    # issue 15: the noise scale beside the breaking points; imported here (it imports this package)
+    from ..noise_report import noise_section
 
     texts["tables"] = (
         _header(info, "results")
@@ -96,6 +98,7 @@ def write_report(
         + band.describe()
         + "\n\n## Resolved recipes (first seed of each cell)\n\n"
         + recipe_table(records)
+        + noise_section(records, band)
         + "\n"
     )
     texts["paper_diff"] = (
