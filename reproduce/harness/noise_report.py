@@ -182,8 +182,9 @@ def noise_section(records: Sequence[Mapping[str, Any]], band: report.ToleranceBa
         parts.append("\n")
     else:
         parts.append(
-            "No run recorded a noise estimate: every step had one gradient size (one process, "
-            "no accumulation). A run with a micro-batch below its batch (`--set "
+            "No run recorded a noise estimate: the records predate the noise probe, or every "
+            "step had one gradient size (one process, no accumulation). A run with a micro-batch "
+            "below its batch (`--set "
             "run.micro_batch_size=...`) or on several ranks records it; `reproduce/advise.py` "
             "trains such a run at the base batch.\n"
         )
