@@ -26,6 +26,9 @@ FROZEN_FLAGS = {
     "--set",
     "--resume",
     "--quiet",
+    "--launcher",
+    "--max-parallel",
+    "--shard",
 }
 
 
