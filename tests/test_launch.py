@@ -9,6 +9,7 @@ import dataclasses
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -17,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from reproduce.harness import launch
-from reproduce.harness.cli import build_parser, build_spec, main
+from reproduce.harness.claims import Claim
+from reproduce.harness.cli import build_parser, build_spec, main, main_tune
 from reproduce.harness.launch import Engine, LaunchSettings, launch_sweep, run_job
 from reproduce.harness.registry import experiments
 from reproduce.harness.sweep import SweepProgress, SweepSpec, plan_runs, shard_runs
@@ -197,7 +199,10 @@ def test_a_budget_preset_runs_its_tuning_then_its_sweep_as_jobs(tmp_path, monkey
     smoke = mnist.presets["smoke"]
     budget = dataclasses.replace(smoke, name="budget", budgets=(1, 2), methods=("sqrt", "date"))
     tiny = dataclasses.replace(
-        mnist, presets={**mnist.presets, "budget": budget}, tuning_grid={"lr": (0.05, 0.1)}
+        mnist,
+        presets={**mnist.presets, "budget": budget},
+        tuning_grid={"lr": (0.05, 0.1)},
+        time_to_target=dataclasses.replace(mnist.time_to_target, value=0.05),  # reached
     )
     monkeypatch.setitem(experiments(), "mnist_lstm", tiny)
     out = tmp_path / "budget"
@@ -269,10 +274,35 @@ def test_a_missing_engine_names_the_extra_to_install(tmp_path, monkeypatch, caps
         assert not out.exists()
 
 
-def test_slurm_without_sbatch_is_refused(tmp_path, monkeypatch, capsys):
+def test_slurm_without_its_commands_is_refused(tmp_path, monkeypatch, capsys):
     pytest.importorskip("submitit", reason="the cluster extra (installed by bin/setup)")
     monkeypatch.setattr(launch.shutil, "which", lambda name: None)
     out = tmp_path / "o"
     assert main([*SMOKE, "--out", str(out), "--launcher", "slurm"]) == 2
-    assert "sbatch is not on PATH" in capsys.readouterr().err
+    assert "sbatch and srun not on PATH" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_one_after_another_a_run_claimed_by_a_live_worker_is_left_to_it(tmp_path, capsys):
+    """Two plain commands on one --out (the two lanes of a full_sweep.sh): a run the other
+    holds is skipped, the rest is trained, and a rerun once it is released trains it."""
+    out = tmp_path / "o"
+    argv = [*SMOKE[:-1], "--methods", "date", "--out", str(out)]
+    other = Claim(out / "claims", "date_b128_s0")  # held by a live process: this one
+    assert other.acquire()
+    try:
+        assert main(argv) == 0
+    finally:
+        other.release()
+    printed = capsys.readouterr().out
+    assert f"date b=128 seed=0: being trained by {socket.gethostname()} pid {os.getpid()}" in (
+        printed
+    )
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["date_b32_s0.json"]
+    assert main(argv) == 0
+    assert (out / "runs" / "date_b128_s0.json").is_file()
+
+
+def test_tune_refuses_launcher_flags(tmp_path, capsys):
+    assert main_tune(["mnist_lstm", "--launcher", "ray", "--out", str(tmp_path / "o")]) == 2
+    assert "run.py EXPERIMENT --preset budget --launcher" in capsys.readouterr().err

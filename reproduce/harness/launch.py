@@ -213,12 +213,14 @@ class RayEngine(Engine):
         self.ray = ray
         self.started = not ray.is_initialized()
         if self.started:
-            ray.init(
-                address=os.environ.get("RAY_ADDRESS") or None,
-                include_dashboard=False,
-                log_to_driver=True,
-                configure_logging=False,
-            )
+            address = os.environ.get("RAY_ADDRESS") or None
+            try:
+                ray.init(address=address, include_dashboard=False, configure_logging=False)
+            except Exception as error:  # Ray raises several types for a cluster it cannot reach
+                where = f"the Ray cluster at RAY_ADDRESS={address}" if address else "a local Ray"
+                raise LaunchError(
+                    f"--launcher ray: could not start or reach {where} ({error})"
+                ) from None
         self.task = ray.remote(run_job).options(
             num_cpus=settings.cpus_per_run,
             num_gpus=settings.gpus_per_run,
@@ -270,19 +272,18 @@ class SubmititEngine(Engine):
         self.slots: dict[Any, int] = {}  # local: the GPU slot of each running job
         parameters: dict[str, Any] = {"timeout_min": settings.slurm_time_minutes}
         if settings.launcher == "slurm":
-            if shutil.which("sbatch") is None:
+            missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
+            if missing:
                 raise LaunchError(
-                    "--launcher slurm: sbatch is not on PATH; run the driver on a SLURM login "
-                    "node (or use --launcher local or ray on one machine)"
+                    f"--launcher slurm: {' and '.join(missing)} not on PATH; run the driver on a "
+                    "SLURM login node (or use --launcher local or ray on one machine)"
                 )
             self.executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
             parameters.update(
                 name=job_name,
                 cpus_per_task=settings.cpus_per_run,
                 slurm_array_parallelism=settings.max_parallel or 10_000,
-                # SLURM's warning before the time limit: the trainer checkpoints on SIGTERM
-                slurm_signal_delay_s=120,
-            )
+            )  # at its time limit SLURM sends SIGTERM: the run checkpoints, the job is resubmitted
             if settings.gpus_per_run:
                 parameters["gpus_per_node"] = settings.gpus_per_run
             if settings.slurm_partition:
