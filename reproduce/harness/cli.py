@@ -512,6 +512,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{stop}; rerun the same command with --resume to continue", file=sys.stderr)
         return stop.exit_code
     except KeyboardInterrupt:
+        if launch is not None:
+            print(
+                "interrupted; finished runs are recorded (SLURM and local jobs already started "
+                "go on); rerun the same command to continue: it waits for runs still in progress",
+                file=sys.stderr,
+            )
+            return INTERRUPTED
         print(
             "interrupted before a checkpoint could be written; finished runs are recorded, "
             "rerun the same command (with --resume) to continue",
