@@ -525,10 +525,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return INTERRUPTED
-    if not arguments.quiet:
+    if not arguments.quiet and (shard is None or sweep_complete(spec)):
         print()
         print("\n".join(end_of_job_lines(spec)))
     return 0
+
+
+def sweep_complete(spec: SweepSpec) -> bool:
+    """Whether every planned run is recorded (a shard then finds the report written)."""
+    from .sweep import recorded
+
+    return all(recorded(spec, run) is not None for run in plan_runs(spec))
 
 
 def end_of_job_lines(spec: SweepSpec) -> list[str]:
