@@ -306,3 +306,26 @@ def test_one_after_another_a_run_claimed_by_a_live_worker_is_left_to_it(tmp_path
 def test_tune_refuses_launcher_flags(tmp_path, capsys):
     assert main_tune(["mnist_lstm", "--launcher", "ray", "--out", str(tmp_path / "o")]) == 2
     assert "run.py EXPERIMENT --preset budget --launcher" in capsys.readouterr().err
+
+
+def test_a_job_waits_for_a_live_claim_then_trains_the_run_once_it_is_free(tmp_path, capsys):
+    """A resubmitted job whose run is still held by a live worker (the old attempt, on another
+    node) waits rather than training it twice, and takes it over once the claim is free."""
+    out = tmp_path / "o"
+    argv = [*SMOKE, "--methods", "date", "--batch-sizes", "128", "--out", str(out)]
+    spec = build_spec(build_parser().parse_args(argv), argv)
+    (group,) = launch.run_groups(plan_runs(spec))
+    holder = Claim(out / "claims", "date_b128_s0")
+    assert holder.acquire()
+    outcome: dict = {}
+    job = threading.Thread(target=lambda: outcome.update(run_job(spec, group, 1, 0.05)))
+    job.start()
+    deadline = time.monotonic() + 60
+    while "waiting for its record" not in capsys.readouterr().out:
+        assert time.monotonic() < deadline and job.is_alive(), outcome
+        time.sleep(0.05)
+    assert not (out / "runs" / "date_b128_s0.json").exists()
+    holder.release()
+    job.join(timeout=120)
+    assert outcome["trained"] and outcome["status"] == "ok"
+    assert (out / "runs" / "date_b128_s0.json").is_file()

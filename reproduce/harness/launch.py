@@ -83,7 +83,7 @@ class LaunchSettings:
     gpus_per_run: int = 0  # set from --device: 1 with cuda (one run on several GPUs: README)
 
 
-#: The keys ``--set launch.KEY`` may set, with their types.
+#: The keys ``--set launch.KEY`` may set (their types are LaunchSettings').
 LAUNCH_KEYS = (
     "cpus_per_run",
     "max_retries",
@@ -134,6 +134,7 @@ def run_job(spec: SweepSpec, group: RunGroup, cpus: int = 1, poll_seconds: float
     run = group.source
     label = run_label(spec, run)
     outcome: dict[str, Any] = {"run": run.name, "trained": False}
+    waiting_for = None
     while True:
         record = recorded(spec, run)
         if record is not None:
@@ -141,7 +142,9 @@ def run_job(spec: SweepSpec, group: RunGroup, cpus: int = 1, poll_seconds: float
         claim = claim_run(spec, run, worker.context)
         if claim is None:
             holder = claim_holder(spec.out_dir / CLAIMS_FOLDER, run)
-            log(f"{label}: being trained by {holder}; waiting for its record")
+            if holder != waiting_for:
+                log(f"{label}: being trained by {holder}; waiting for its record")
+                waiting_for = holder
             time.sleep(poll_seconds)
             continue
         try:
