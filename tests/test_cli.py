@@ -27,6 +27,9 @@ FROZEN_FLAGS = {
     "--set",
     "--resume",
     "--quiet",
+    "--launcher",
+    "--max-parallel",
+    "--shard",
 }
 
 

@@ -115,17 +115,37 @@ def tune_budget(spec: SweepSpec, epochs: float, log=print) -> Path:
     split over processes; a later call without it finds every point recorded."""
     from .tuning import run_tuning
 
-    grid = {
+    grid = tuning_grid(spec)
+    log(f"budget E = {epochs:g} epochs: tuning {grid} at the base batch")
+    return run_tuning(tuning_spec(spec, epochs), grid, log=log)
+
+
+def tuning_grid(spec: SweepSpec) -> dict[str, tuple[Any, ...]]:
+    """The experiment's tuning grid, less the keys the user set (``--set lr=0.1``: that point)."""
+    return {
         key: (spec.recipe_overrides[key],) if key in spec.recipe_overrides else values
         for key, values in spec.experiment.tuning_grid.items()
     }
-    tuning_spec = dataclasses.replace(
+
+
+def tuning_spec(spec: SweepSpec, epochs: float) -> SweepSpec:
+    """The tuning at budget ``epochs``, in ``OUT/E{E}/tuning``."""
+    return dataclasses.replace(
         spec,
         recipe_overrides={**spec.recipe_overrides, **stretched(spec, epochs)},
         out_dir=budget_folder(spec.out_dir, epochs) / "tuning",
     )
-    log(f"budget E = {epochs:g} epochs: tuning {grid} at the base batch")
-    return run_tuning(tuning_spec, grid, log=log)
+
+
+def tuning_point_specs(spec: SweepSpec, epochs: float) -> list[SweepSpec]:
+    """The one-run sweeps of every grid point of budget ``epochs``'s tuning (what a launcher
+    runs as jobs before the budget's sweep)."""
+    from .tuning import grid_points, tuning_point_spec
+
+    return [
+        tuning_point_spec(tuning_spec(spec, epochs), point)
+        for point in grid_points(tuning_grid(spec))
+    ]
 
 
 def recorded_budgets(out_dir: Path) -> list[tuple[float, Path]]:

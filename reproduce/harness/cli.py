@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import sys
 import types
 import typing
@@ -26,6 +27,7 @@ from .budgets import run_budget_sweep
 from .checkpoint import Preempted
 from .devices import DEVICE_KINDS, check_device
 from .experiment import OPTIONAL_PRESET_NAMES, PRESET_NAMES, Experiment
+from .launch import LAUNCH_KEYS, LAUNCHERS, LaunchError, LaunchSettings
 from .records import RecordError
 from .registry import experiments, get_experiment
 from .sweep import (
@@ -104,6 +106,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--quiet", action="store_true", help="print nothing but errors (the reports are written)"
+    )
+    parser.add_argument(
+        "--launcher",
+        choices=LAUNCHERS,
+        help="run each planned run as its own job: ray (a Ray cluster at RAY_ADDRESS, or a local "
+        "instance), slurm (submitit), local (local processes); default: one after another here",
+    )
+    parser.add_argument(
+        "--max-parallel",
+        type=int,
+        metavar="N",
+        help="with --launcher: at most N runs at once (default: what the resources allow; "
+        "local: the CPU count / launch.cpus_per_run)",
+    )
+    parser.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="train shard I of N of the plan (0 <= I < N), for job arrays and indexed jobs",
     )
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
@@ -227,7 +247,7 @@ def parse_overrides(
             if key not in recipe_fields:
                 raise UsageError(
                     f"--set: unknown key {key!r}; valid recipe keys: {', '.join(recipe_fields)}; "
-                    "or model.KEY, data.KEY, run.KEY"
+                    "or model.KEY, data.KEY, run.KEY, launch.KEY"
                 )
             recipe[key] = convert(value, recipe_fields[key], key)
         elif namespace == "model":
@@ -238,13 +258,16 @@ def parse_overrides(
             if name not in data_defaults:
                 raise UsageError(unknown_key(key, "data", data_defaults))
             data[name] = infer(value, data_defaults[name], key)
+        elif namespace == "launch":
+            continue  # parse_launch
         elif namespace == "run":
             if name not in run_fields:
                 raise UsageError(unknown_key(key, "run", run_fields))
             run[name] = convert(value, run_fields[name], key)
         else:
             raise UsageError(
-                f"--set: unknown namespace in {key!r}; use a recipe field, model., data. or run."
+                f"--set: unknown namespace in {key!r}; use a recipe field, model., data., run. or "
+                "launch."
             )
     if data.get("source", "local") not in experiment.data_sources:
         valid = ", ".join(experiment.data_sources)
@@ -265,6 +288,79 @@ def parse_overrides(
             "checkpoints)"
         )
     return recipe, model, data, RunSettings(**run)
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``--shard I/N`` as (I, N), 0 <= I < N."""
+    if text is None:
+        return None
+    index, separator, count = text.partition("/")
+    try:
+        shard = (int(index), int(count))
+    except ValueError:
+        shard = None
+    if not separator or shard is None or not 0 <= shard[0] < shard[1]:
+        raise UsageError(
+            f"--shard {text}: expected I/N with 0 <= I < N (e.g. --shard 0/8 to --shard 7/8; "
+            "a SLURM array: --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT with --array=0-7)"
+        )
+    return shard
+
+
+def parse_launch(arguments: argparse.Namespace, spec: SweepSpec) -> LaunchSettings | None:
+    """The launcher settings (``--launcher``, ``--max-parallel``, ``--set launch.KEY``), or None
+    when the runs go one after another in this process; UsageError on misuse."""
+    launch_fields = typing.get_type_hints(LaunchSettings)
+    values: dict[str, Any] = {}
+    for assignment in arguments.set:
+        key, _, value = assignment.partition("=")
+        namespace, _, name = key.strip().rpartition(".")
+        if namespace != "launch":
+            continue
+        if name not in LAUNCH_KEYS:
+            valid = ", ".join(f"launch.{k}" for k in LAUNCH_KEYS)
+            raise UsageError(f"--set: unknown key {key.strip()!r}; valid: {valid}")
+        values[name] = convert(value, launch_fields[name], key.strip())
+    if arguments.launcher is None:
+        misuse = [
+            flag
+            for flag, given in (
+                ("--max-parallel", arguments.max_parallel),
+                ("--set launch.", values),
+            )
+            if given
+        ]
+        if misuse:
+            raise UsageError(f"{' and '.join(misuse)} need --launcher (ray, slurm or local)")
+        return None
+    if arguments.shard is not None:
+        raise UsageError("--shard and --launcher exclude each other: a launcher runs every shard")
+    if arguments.max_parallel is not None and arguments.max_parallel <= 0:
+        raise UsageError(f"--max-parallel {arguments.max_parallel}: must be a positive integer")
+    for key in ("cpus_per_run", "slurm_time_minutes"):
+        if key in values and values[key] <= 0:
+            raise UsageError(f"--set launch.{key}={values[key]}: must be a positive integer")
+    if values.get("max_retries", 0) < 0:
+        raise UsageError(f"--set launch.max_retries={values['max_retries']}: must be >= 0")
+    if values.get("poll_seconds", 1.0) <= 0:
+        raise UsageError(f"--set launch.poll_seconds={values['poll_seconds']}: must be > 0")
+    if spec.device == "tpu":
+        raise UsageError(
+            "--launcher with --device tpu: a TPU VM runs one sweep over its cores (xla/launch.py)"
+        )
+    max_parallel = arguments.max_parallel
+    if max_parallel is None and arguments.launcher == "local":
+        max_parallel = max(1, (os.cpu_count() or 1) // values.get("cpus_per_run", 1))
+        if spec.device == "cuda":
+            import torch
+
+            max_parallel = max(1, torch.cuda.device_count())
+    return LaunchSettings(
+        launcher=arguments.launcher,
+        max_parallel=max_parallel,
+        gpus_per_run=1 if spec.device == "cuda" else 0,
+        **values,
+    )
 
 
 def check_model_config(spec: SweepSpec) -> None:
@@ -403,6 +499,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     try:
         spec = build_spec(arguments, argv)
+        shard = parse_shard(arguments.shard)
+        launch = parse_launch(arguments, spec)
+        if shard is not None and spec.experiment.presets[spec.preset].budgets:
+            raise UsageError(
+                f"--shard with the {spec.preset!r} preset: each budget's sweep needs that "
+                "budget's tuning first, which shards cannot wait for; use --launcher (ray, "
+                "slurm or local), which runs the tuning runs, then the sweep runs"
+            )
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
@@ -424,27 +528,52 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE_ERROR
     log = (lambda message: None) if arguments.quiet else print
     try:
-        if spec.experiment.presets[spec.preset].budgets:
+        if launch is not None:
+            from .launch import check_not_under_torchrun, launch_sweep
+
+            check_not_under_torchrun()
+            failed = launch_sweep(spec, launch, log=log).failed
+            if failed:
+                print(f"error: {len(failed)} runs failed:", file=sys.stderr)
+                for name, reason in failed.items():
+                    print(f"  {name}: {reason}", file=sys.stderr)
+                print("rerun the same command to retry them", file=sys.stderr)
+                return 1
+        elif spec.experiment.presets[spec.preset].budgets:
             run_budget_sweep(spec, log=log)
         else:
-            run_sweep(spec, log=log)
-    except (SweepError, DataError, RecordError) as error:
+            run_sweep(spec, log=log, shard=shard)
+    except (SweepError, DataError, RecordError, LaunchError) as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
     except Preempted as stop:
         print(f"{stop}; rerun the same command with --resume to continue", file=sys.stderr)
         return stop.exit_code
     except KeyboardInterrupt:
+        if launch is not None:
+            print(
+                "interrupted; finished runs are recorded (SLURM and local jobs already started "
+                "go on); rerun the same command to continue: it waits for runs still in progress",
+                file=sys.stderr,
+            )
+            return INTERRUPTED
         print(
             "interrupted before a checkpoint could be written; finished runs are recorded, "
             "rerun the same command (with --resume) to continue",
             file=sys.stderr,
         )
         return INTERRUPTED
-    if not arguments.quiet:
+    if not arguments.quiet and (shard is None or sweep_complete(spec)):
         print()
         print("\n".join(end_of_job_lines(spec)))
     return 0
+
+
+def sweep_complete(spec: SweepSpec) -> bool:
+    """Whether every planned run is recorded (a shard then finds the report written)."""
+    from .sweep import recorded
+
+    return all(recorded(spec, run) is not None for run in plan_runs(spec))
 
 
 def end_of_job_lines(spec: SweepSpec) -> list[str]:
@@ -477,6 +606,11 @@ def main_tune(argv: Sequence[str] | None = None) -> int:
     )
     arguments = parser.parse_args(argv)
     try:
+        if arguments.launcher or arguments.shard or arguments.max_parallel:
+            raise UsageError(
+                "tune.py trains in this process; to spread a budget sweep's tuning over jobs, "
+                "use reproduce/run.py EXPERIMENT --preset budget --launcher ..."
+            )
         spec = build_spec(arguments, argv)
         if not spec.experiment.tuning_grid:
             raise UsageError(f"experiment {spec.experiment.name!r} declares no tuning grid")

@@ -23,8 +23,9 @@ from date import Recipe
 
 from . import report
 from .checkpoint import CheckpointPolicy, CorruptCheckpoint, load_checkpoint, set_aside
+from .claims import CLAIMS_FOLDER, Claim
 from .devices import Device, resolve_device
-from .distributed import init_distributed
+from .distributed import DistributedContext, init_distributed
 from .experiment import DataBundle, Experiment, TrainData
 from .io import atomic_write_json, remove_stale_temporaries
 from .records import (
@@ -234,14 +235,16 @@ def config_differences(
 
 
 def check_checkpoint(
-    spec: SweepSpec, run: PlannedRun, path: Path, log=print
+    spec: SweepSpec, run: PlannedRun, path: Path, log=print, resume_matching: bool = False
 ) -> dict[str, Any] | None:
     """Whether this run resumes from its checkpoint (a summary of it) or starts afresh (None).
 
     A checkpoint that cannot be read is set aside (renamed, kept) when the run starts afresh
     anyway; with --resume it is an error, because the user asked to continue it. With --resume, a
     checkpoint made for another configuration is refused: continuing it would train the old
-    configuration under the new one's name.
+    configuration under the new one's name. With ``resume_matching`` (a launcher's or a shard's
+    worker, which picks up what a killed worker left), a checkpoint made with this run's config
+    key is continued without --resume, and one made for another configuration is not used.
     """
     try:
         saved = load_checkpoint(path)
@@ -258,10 +261,15 @@ def check_checkpoint(
         return None
     if saved is None:
         return None
+    key = run_key(spec, run)
+    if resume_matching and not spec.resume:
+        if saved.get("config_key") != key:
+            log(f"{path}: a checkpoint of another configuration exists; starting afresh")
+            return None
+        return {"progress": {"micro_batches": saved["progress"].get("micro_batches", [])}}
     if not spec.resume:
         log(f"{path}: a checkpoint exists; starting afresh (pass --resume to continue it)")
         return None
-    key = run_key(spec, run)
     if saved.get("config_key") != key:
         differences = config_differences(saved.get("config") or {}, run_config(spec, run))
         detail = "; ".join(differences) if differences else "it predates config keys"
@@ -401,8 +409,9 @@ def format_duration(seconds: float) -> str:
 
 @dataclass
 class SweepProgress:
-    """Runs done, diverged and left, and an ETA from the examples-per-second of the runs this
-    sweep has trained (every run reads ``epochs`` passes over the data, whatever its batch)."""
+    """Runs done, diverged, running and failed, and an ETA from the examples-per-second of the
+    runs this sweep has trained (every run reads ``epochs`` passes over the data, whatever its
+    batch); with ``parallel`` workers the work left is shared among them."""
 
     total: int
     done: int = 0
@@ -410,21 +419,35 @@ class SweepProgress:
     seconds: float = 0.0
     examples: float = 0.0
     remaining_examples: float = 0.0
+    running: int = 0
+    failed: int = 0
+    parallel: int = 1
 
-    def finished(self, result: RunResult, examples: float, seconds: float) -> None:
-        """A run ended after ``seconds`` of wall time (training and evaluation)."""
+    def finished(self, status: str, examples: float, seconds: float) -> None:
+        """A run ended (``status`` ok or diverged) after ``seconds`` of wall time (training and
+        evaluation)."""
         self.done += 1
-        self.diverged += result.status == "diverged"
+        self.diverged += status == "diverged"
         self.seconds += seconds
         self.examples += examples
         self.remaining_examples -= examples
 
+    def gave_up(self, examples: float) -> None:
+        """A run failed for good (a launcher's job, after its retries)."""
+        self.failed += 1
+        self.remaining_examples -= examples
+
     def line(self) -> str:
         text = f"sweep: {self.done}/{self.total} runs trained"
+        if self.running:
+            text += f", {self.running} running"
         if self.diverged:
             text += f", {self.diverged} diverged"
-        if self.done < self.total and self.examples > 0 and self.seconds > 0:
-            eta = self.remaining_examples * self.seconds / self.examples
+        if self.failed:
+            text += f", {self.failed} failed"
+        if self.done + self.failed < self.total and self.examples > 0 and self.seconds > 0:
+            workers = max(1, min(self.parallel, self.total - self.done - self.failed))
+            eta = self.remaining_examples * self.seconds / self.examples / workers
             text += f", about {format_duration(eta)} left"
         return text
 
@@ -434,127 +457,293 @@ def run_examples(run: PlannedRun, train: TrainData) -> float:
     return date.total_steps(run.recipe, train.steps_per_epoch(run.batch_size)) * run.batch_size
 
 
-def run_sweep(spec: SweepSpec, log=print) -> list[dict[str, Any]]:
-    """Train every planned run not already recorded, write the records, then the report.
+@dataclass(frozen=True)
+class RunGroup:
+    """A run to train and the runs recorded as copies of it (``same_run_as``, at k = 1): the
+    unit a launcher hands to one job, so that a copy is written once its source is recorded."""
 
-    Under torchrun every rank trains its slice of each global batch; only rank 0 writes.
-    """
-    planned = plan_runs(spec)
-    check_writable(spec.out_dir)
+    source: PlannedRun
+    copies: tuple[PlannedRun, ...] = ()
+
+    @property
+    def runs(self) -> tuple[PlannedRun, ...]:
+        return (self.source, *self.copies)
+
+
+def run_groups(planned: list[PlannedRun]) -> list[RunGroup]:
+    """The plan as groups, in plan order of their sources."""
+    copies: dict[str, list[PlannedRun]] = {}
+    for run in planned:
+        if run.same_run_as is not None:
+            copies.setdefault(run.same_run_as, []).append(run)
+    return [
+        RunGroup(run, tuple(copies.get(run.name, ()))) for run in planned if run.same_run_as is None
+    ]
+
+
+def shard_runs(planned: list[PlannedRun], index: int, count: int) -> list[PlannedRun]:
+    """Shard ``index`` of ``count`` (0-based): every ``count``-th group of the plan, starting at
+    ``index``, so that the shards cover the plan exactly once, each holding a mix of batch sizes,
+    and every copy sits in the shard of the run it copies."""
+    chosen = {run.name for group in run_groups(planned)[index::count] for run in group.runs}
+    return [run for run in planned if run.name in chosen]
+
+
+@dataclass
+class Worker:
+    """What a process needs to train runs: the data, its device and distributed context."""
+
+    data: DataBundle
+    device: Device
+    context: DistributedContext
+    micro_batch_cache: dict[tuple, dict[int, float]] = field(default_factory=dict)
+
+
+def start_worker(spec: SweepSpec) -> Worker:
+    """Load the data (checked against every batch of the sweep), pin the commit, and join the
+    distributed world when there is one."""
     data = spec.experiment.build_data(spec.data_source, spec.data_dir, spec.data_config)
     check_data_size(spec, data.train)
     git_state()  # pin the commit now, before any long training
     context = init_distributed(spec.device)
-    device = resolve_device(spec.device, context.local_rank)
+    return Worker(data, resolve_device(spec.device, context.local_rank), context)
+
+
+def checkpoint_path(spec: SweepSpec, run: PlannedRun) -> Path:
+    return spec.out_dir / "checkpoints" / f"{Path(run.name).stem}.pt"
+
+
+def run_label(spec: SweepSpec, run: PlannedRun) -> str:
+    return f"{spec.experiment.name} {run.method} b={run.batch_size} seed={run.seed}"
+
+
+def recorded(spec: SweepSpec, run: PlannedRun) -> dict[str, Any] | None:
+    """The run's record when one exists with this configuration, else None."""
+    record = read_record(spec.out_dir / "runs" / run.name)
+    return record if record is not None and record.get("config_key") == run_key(spec, run) else None
+
+
+def claim_run(spec: SweepSpec, run: PlannedRun, context: DistributedContext) -> Claim | None:
+    """The claim on ``run`` (rank 0 takes it for every rank), or None while a live worker holds
+    it; the claim's ``holder`` says who, on rank 0."""
+    claim = Claim(spec.out_dir / CLAIMS_FOLDER, Path(run.name).stem)
+    acquired = context.broadcast_int(int(claim.acquire()) if context.is_main else 0)
+    if not acquired:
+        claim.release()
+        return None
+    return claim
+
+
+def claim_holder(claim_folder: Path, run: PlannedRun) -> str:
+    """Who holds ``run``'s claim, for a log line."""
+    claim = Claim(claim_folder, Path(run.name).stem)
+    generations = claim.generations()
+    if generations and claim.stale_reason(generations[-1]) is None and claim.holder:
+        return claim.holder.describe()
+    return "another worker"
+
+
+def train_run(
+    spec: SweepSpec,
+    run: PlannedRun,
+    worker: Worker,
+    saved: Mapping[str, Any] | None,
+    label: str,
+    log=print,
+) -> tuple[dict[str, Any], RunResult, float]:
+    """Train one run (continuing its checkpoint when ``saved`` says so) and build its record;
+    nothing is written but checkpoints."""
+    data, context = worker.data, worker.context
+    per_rank_batch = run.batch_size // context.world_size
+    micro = context.broadcast_int(
+        choose_micro_batch(
+            spec, data, per_rank_batch, worker.device, saved, worker.micro_batch_cache
+        )
+    )
+    steps_per_epoch = data.train.steps_per_epoch(run.batch_size)
+    log(
+        f"{label}: {date.total_steps(run.recipe, steps_per_epoch)} steps "
+        f"(epochs {run.recipe.epochs:g}), peak lr {run.recipe.lr:.4g}, warmup "
+        f"{run.recipe.warmup_epochs:.4g} epochs, micro-batch {micro}"
+        + (", resuming from its checkpoint" if saved is not None else "")
+    )
+    every_epochs = spec.run.checkpoint_every_epochs
+    every_minutes = spec.run.checkpoint_every_minutes
+    policy = CheckpointPolicy(
+        path=checkpoint_path(spec, run),
+        every_steps=max(1, round(every_epochs * steps_per_epoch)) if every_epochs else None,
+        every_seconds=every_minutes * 60 if every_minutes else None,
+    )
+    started = time.perf_counter()
+    result = train(
+        spec.experiment,
+        run.recipe,
+        data,
+        spec.model_config,
+        run.seed,
+        worker.device,
+        micro_batch_size=micro,
+        evals_per_epoch=spec.evals_per_epoch,
+        progress=spec.progress,
+        description=label,
+        checkpoint=policy,
+        resume=saved is not None,
+        context=context,
+        precision=spec.run.precision,
+        config_key=run_key(spec, run),
+        config=run_config(spec, run),
+        measure_noise=spec.run.measure_noise,
+    )
+    wall_seconds = time.perf_counter() - started
+    env = environment(worker.device.describe(), list(spec.command))
+    record = build_record(spec, run, result, env, data.info, wall_seconds, context.world_size)
+    return record, result, wall_seconds
+
+
+def write_run(spec: SweepSpec, run: PlannedRun, record: dict[str, Any], claim: Claim) -> bool:
+    """Write a trained run's record and remove its checkpoint, unless its claim was lost (a
+    worker that judged it stale took it over; that worker writes the record): False then."""
+    if not claim.check():
+        return False
+    atomic_write_json(spec.out_dir / "runs" / run.name, record)
+    checkpoint_path(spec, run).unlink(missing_ok=True)
+    return True
+
+
+def shared_record(run: PlannedRun, source: Mapping[str, Any]) -> dict[str, Any]:
+    """The record of a run that is a copy of ``source`` (same recipe at k = 1)."""
+    return {**source, "method": run.method, "same_run_as": run.same_run_as}
+
+
+def describe_result(spec: SweepSpec, status: str, final: Mapping[str, Any], divergence) -> str:
+    metric = final.get(spec.experiment.primary_metric)
+    summary = f"{spec.experiment.primary_metric}={metric:.4g}" if metric is not None else ""
+    if divergence:
+        summary += f" ({divergence['reason']})"
+    return f"{status} {summary}"
+
+
+def run_sweep(
+    spec: SweepSpec, log=print, shard: tuple[int, int] | None = None
+) -> list[dict[str, Any]]:
+    """Train every planned run not already recorded, write the records, then the report.
+
+    Under torchrun every rank trains its slice of each global batch; only rank 0 writes. Each run
+    is claimed before it is trained (``claims``): a run another live worker is training is
+    skipped. ``shard=(I, N)`` trains shard I of N only (``shard_runs``), continues a checkpoint
+    made with the run's configuration without --resume (a killed shard's), and writes the report
+    only when it finds every planned run recorded.
+    """
+    planned = plan_runs(spec)
+    check_writable(spec.out_dir)
+    worker = start_worker(spec)
+    data, context = worker.data, worker.context
     if not context.is_main:
         log = _silent
-    runs_dir = spec.out_dir / "runs"
-    checkpoints_dir = spec.out_dir / "checkpoints"
     if context.is_main:
-        for folder in (runs_dir, checkpoints_dir):
-            remove_stale_temporaries(folder)
-    existing = {run.name: read_record(runs_dir / run.name) for run in planned}
+        for folder in ("runs", "checkpoints"):
+            remove_stale_temporaries(spec.out_dir / folder)
+    selected = planned if shard is None else shard_runs(planned, *shard)
+    existing = {run.name: read_record(spec.out_dir / "runs" / run.name) for run in selected}
     to_train = [
         run
-        for run in planned
+        for run in selected
         if run.same_run_as is None
         and (existing[run.name] or {}).get("config_key") != run_key(spec, run)
     ]
     saved_checkpoints = {
-        run.name: check_checkpoint(spec, run, checkpoints_dir / f"{Path(run.name).stem}.pt", log)
+        run.name: check_checkpoint(
+            spec, run, checkpoint_path(spec, run), log, resume_matching=shard is not None
+        )
         for run in to_train
     }
-    shared = sum(run.same_run_as is not None for run in planned)
+    shared = sum(run.same_run_as is not None for run in selected)
     log(
-        f"{spec.experiment.name} / {spec.preset}: {len(planned)} planned runs: "
-        f"{len(to_train)} to train, {len(planned) - len(to_train) - shared} already recorded, "
-        f"{shared} shared with an identical run (k = 1); results in {spec.out_dir}"
+        f"{spec.experiment.name} / {spec.preset}: {len(planned)} planned runs"
+        + (f", shard {shard[0]}/{shard[1]} of them: {len(selected)}" if shard else "")
+        + f": {len(to_train)} to train, {len(selected) - len(to_train) - shared} already "
+        f"recorded, {shared} shared with an identical run (k = 1); results in {spec.out_dir}"
     )
     sweep = SweepProgress(
         total=len(to_train),
         remaining_examples=sum(run_examples(run, data.train) for run in to_train),
     )
-    micro_batch_cache: dict[tuple, dict[int, float]] = {}
     written: dict[str, dict[str, Any]] = {}
-    for run in planned:
-        path = runs_dir / run.name
+    for run in selected:
+        path = spec.out_dir / "runs" / run.name
         key = run_key(spec, run)
-        recorded = existing[run.name]
-        name = f"{spec.experiment.name} {run.method} b={run.batch_size} seed={run.seed}"
-        if recorded is not None and recorded.get("config_key") == key:
-            log(f"{name}: already recorded ({recorded['status']}), skipped")
-            written[run.name] = recorded
+        record = existing[run.name]
+        name = run_label(spec, run)
+        if record is not None and record.get("config_key") == key:
+            log(f"{name}: already recorded ({record['status']}), skipped")
+            written[run.name] = record
             continue
         if run.same_run_as is not None:
-            record = {
-                **written[run.same_run_as],
-                "method": run.method,
-                "same_run_as": run.same_run_as,
-            }
+            source = written.get(run.same_run_as)
+            if source is None:
+                log(f"{name}: its source {run.same_run_as} is not recorded yet, skipped")
+                continue
+            record = shared_record(run, source)
             if context.is_main:
                 atomic_write_json(path, record)
             written[run.name] = record
             log(f"{name}: same recipe as {run.same_run_as} (k = 1), record shared")
             continue
-        saved = saved_checkpoints[run.name]
-        per_rank_batch = run.batch_size // context.world_size
-        micro = context.broadcast_int(
-            choose_micro_batch(spec, data, per_rank_batch, device, saved, micro_batch_cache)
-        )
         label = f"[{sweep.done + 1}/{sweep.total}] {name}"
-        steps_per_epoch = data.train.steps_per_epoch(run.batch_size)
-        log(
-            f"{label}: {date.total_steps(run.recipe, steps_per_epoch)} steps "
-            f"(epochs {run.recipe.epochs:g}), peak lr {run.recipe.lr:.4g}, warmup "
-            f"{run.recipe.warmup_epochs:.4g} epochs, micro-batch {micro}"
-            + (", resuming from its checkpoint" if saved is not None else "")
-        )
-        checkpoint_path = checkpoints_dir / f"{Path(run.name).stem}.pt"
-        every_epochs = spec.run.checkpoint_every_epochs
-        every_minutes = spec.run.checkpoint_every_minutes
-        policy = CheckpointPolicy(
-            path=checkpoint_path,
-            every_steps=max(1, round(every_epochs * steps_per_epoch)) if every_epochs else None,
-            every_seconds=every_minutes * 60 if every_minutes else None,
-        )
-        started = time.perf_counter()
-        result = train(
-            spec.experiment,
-            run.recipe,
-            data,
-            spec.model_config,
-            run.seed,
-            device,
-            micro_batch_size=micro,
-            evals_per_epoch=spec.evals_per_epoch,
-            progress=spec.progress,
-            description=label,
-            checkpoint=policy,
-            resume=saved is not None,
-            context=context,
-            precision=spec.run.precision,
-            config_key=key,
-            config=run_config(spec, run),
-            measure_noise=spec.run.measure_noise,
-        )
-        wall_seconds = time.perf_counter() - started
-        env = environment(device.describe(), list(spec.command))
-        record = build_record(spec, run, result, env, data.info, wall_seconds, context.world_size)
-        if context.is_main:
-            atomic_write_json(path, record)
-            checkpoint_path.unlink(missing_ok=True)
+        claim = claim_run(spec, run, context)
+        if claim is None:
+            holder = claim_holder(spec.out_dir / CLAIMS_FOLDER, run) if context.is_main else ""
+            log(f"{name}: being trained by {holder}, skipped (a rerun picks it up)")
+            continue
+        try:
+            if context.is_main:
+                record = recorded(spec, run)  # recorded by another worker since the plan
+            if context.broadcast_int(int(record is not None) if context.is_main else 0):
+                written[run.name] = record or {}
+                log(f"{name}: recorded by another worker meanwhile, skipped")
+                continue
+            record, result, wall_seconds = train_run(
+                spec, run, worker, saved_checkpoints[run.name], label, log
+            )
+            if context.is_main and not write_run(spec, run, record, claim):
+                log(f"{name}: its claim was taken over by another worker; not recorded here")
+                continue
+        finally:
+            claim.release()
         written[run.name] = record
-        sweep.finished(result, run_examples(run, data.train), wall_seconds)
-        metric = result.final.get(spec.experiment.primary_metric)
-        summary = f"{spec.experiment.primary_metric}={metric:.4g}" if metric is not None else ""
-        if result.divergence:
-            summary += f" ({result.divergence['reason']})"
+        sweep.finished(result.status, run_examples(run, data.train), wall_seconds)
         took = format_duration(wall_seconds)
-        log(f"{label}: {result.status} {summary} in {took} | {sweep.line()}")
+        summary = describe_result(spec, result.status, result.final, result.divergence)
+        log(f"{label}: {summary} in {took} | {sweep.line()}")
     if context.is_main:
-        write_report(spec)
+        if shard is None:
+            write_report(spec)
+        else:
+            write_report_when_complete(spec, planned, log)
     context.barrier()
     return list(written.values())
+
+
+def write_report_when_complete(spec: SweepSpec, planned: list[PlannedRun], log=print) -> bool:
+    """Write the report if every planned run is recorded (the last shard to finish finds that),
+    under a claim so that two shards finishing together do not both write it."""
+    missing = [run.name for run in planned if recorded(spec, run) is None]
+    if missing:
+        log(
+            f"{len(missing)} planned runs are not recorded yet (other shards); the shard that "
+            f"records the last one writes the report, or run: python reproduce/report.py "
+            f"{spec.out_dir}"
+        )
+        return False
+    claim = Claim(spec.out_dir / CLAIMS_FOLDER, "report")
+    if not claim.acquire():
+        return False
+    try:
+        write_report(spec)
+    finally:
+        claim.release()
+    log(f"every planned run is recorded; report written in {spec.out_dir}")
+    return True
 
 
 def _silent(message: str) -> None:

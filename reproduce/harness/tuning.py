@@ -37,21 +37,27 @@ def last_validation(record: Mapping[str, Any], metric: str) -> float | None:
     return evals[-1]["metrics"].get(metric) if evals else None
 
 
+def tuning_point_spec(spec: SweepSpec, point: Mapping[str, Any]) -> SweepSpec:
+    """The one-run sweep of a grid point: method none at the base batch, one seed, in
+    ``OUT/points/<point>``."""
+    return dataclasses.replace(
+        spec,
+        methods=("none",),
+        batch_sizes=(spec.base_recipe.batch_size,),
+        seeds=1,
+        base_seeds=1,
+        recipe_overrides={**spec.recipe_overrides, **point},
+        out_dir=spec.out_dir / "points" / point_name(point),
+    )
+
+
 def run_tuning(spec: SweepSpec, grid: Mapping[str, tuple[Any, ...]], log=print) -> Path:
     """Train every grid point at the base batch; write tuning.md and tuning.json there."""
     experiment = spec.experiment
     base_batch = spec.base_recipe.batch_size
     rows, summary = [], []
     for point in grid_points(grid):
-        point_spec = dataclasses.replace(
-            spec,
-            methods=("none",),
-            batch_sizes=(base_batch,),
-            seeds=1,
-            base_seeds=1,
-            recipe_overrides={**spec.recipe_overrides, **point},
-            out_dir=spec.out_dir / "points" / point_name(point),
-        )
+        point_spec = tuning_point_spec(spec, point)
         run_sweep(point_spec, log=log)
         record = read_record(point_spec.out_dir / "runs" / f"none_b{base_batch}_s0.json")
         value = last_validation(record, experiment.primary_metric) if record else None
