@@ -59,7 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--batch-sizes", help="comma-separated global batch sizes (default: the preset's)"
     )
-    parser.add_argument("--preset", choices=PRESET_NAMES, default=DEFAULT_PRESET)
+    parser.add_argument(
+        "--preset",
+        choices=PRESET_NAMES,
+        help=f"default: {DEFAULT_PRESET}, or the experiment's own default (gnmt: full)",
+    )
     parser.add_argument(
         "--seeds", type=int, help="seeds per run (the base batch gets at least the preset's)"
     )
@@ -219,6 +223,8 @@ def build_spec(arguments: argparse.Namespace, argv: Sequence[str]) -> SweepSpec:
         experiment = get_experiment(arguments.experiment)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    if arguments.preset is None:
+        arguments.preset = experiment.default_preset
     preset = experiment.presets[arguments.preset]
     recipe, model, data, run = parse_overrides(arguments.set, experiment, arguments.preset)
     if arguments.seeds is not None and arguments.seeds <= 0:
@@ -458,7 +464,7 @@ def main_report(argv: Sequence[str] | None = None) -> int:
             folder,
             experiment.targets,
             experiment.claims,
-            experiment.band_floor,
+            experiment.metric_for(preset)[2] if preset in experiment.presets else 0.0,
             command=f"python reproduce/report.py {folder}",
             plan=preset_plan(experiment, preset) if preset in experiment.presets else None,
         )

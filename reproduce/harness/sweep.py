@@ -248,9 +248,11 @@ def build_record(
     data_info: Mapping[str, Any],
     wall_seconds: float,
     world_size: int = 1,
+    experiment_info: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     experiment = spec.experiment
     target = experiment.time_to_target
+    metric, mode, _ = experiment.metric_for(spec.preset)
     return {
         "schema_version": SCHEMA_VERSION,
         "experiment": experiment.name,
@@ -260,8 +262,8 @@ def build_record(
         "base_batch_size": spec.base_recipe.batch_size,
         "seed": run.seed,
         "status": result.status,
-        "primary_metric": experiment.primary_metric,
-        "mode": experiment.mode,
+        "primary_metric": metric,
+        "mode": mode,
         "final": result.final,
         "time_to_target": (
             {"metric": target.metric, "value": target.value, "mode": target.mode}
@@ -285,6 +287,7 @@ def build_record(
         "base_recipe": spec.base_recipe.to_dict(),
         "model_config": spec.model_config,
         "data": {**data_info, **spec.data_config},
+        "experiment_info": dict(experiment_info) if experiment_info is not None else None,
         "config_key": run_key(spec, run),
         "same_run_as": None,
         "env": env,
@@ -403,15 +406,24 @@ def run_sweep(spec: SweepSpec, log=print) -> list[dict[str, Any]]:
             config=run_config(spec, run),
         )
         env = environment(device.describe(), list(spec.command))
+        hook = spec.experiment.record_info
         record = build_record(
-            spec, run, result, env, data.info, time.perf_counter() - started, context.world_size
+            spec,
+            run,
+            result,
+            env,
+            data.info,
+            time.perf_counter() - started,
+            context.world_size,
+            hook(data, run.recipe) if hook is not None else None,
         )
         if context.is_main:
             atomic_write_json(path, record)
             checkpoint_path.unlink(missing_ok=True)
         written[run.name] = record
-        metric = result.final.get(spec.experiment.primary_metric)
-        summary = f"{spec.experiment.primary_metric}={metric:.4f}" if metric is not None else ""
+        name = spec.experiment.metric_for(spec.preset)[0]
+        metric = result.final.get(name)
+        summary = f"{name}={metric:.4f}" if metric is not None else ""
         if result.divergence:
             summary += f" ({result.divergence['reason']})"
         seconds = f"{result.progress.train_seconds:.1f}s"
@@ -432,7 +444,7 @@ def write_report(spec: SweepSpec) -> dict[str, Path]:
         spec.out_dir,
         experiment.targets,
         experiment.claims,
-        experiment.band_floor,
+        experiment.metric_for(spec.preset)[2],
         command=f"python reproduce/report.py {spec.out_dir}",
         plan=preset_plan(experiment, spec.preset),
     )
