@@ -178,7 +178,7 @@ def _local_help(data_dir: Path | None) -> str:
     looked = (
         f"looked in {data_dir} and {data_dir / 'wmt16_de_en'}"
         if data_dir is not None
-        else "no --data-dir was given (WMT16 is not shipped: about 1.4 GB)"
+        else "no --data-dir was given (WMT16 is not shipped)"
     )
     return (
         f"WMT16 En-De training data not found: {looked}. Provide a folder with the raw, aligned, "
