@@ -464,7 +464,9 @@ def main_report(argv: Sequence[str] | None = None) -> int:
             folder,
             experiment.targets,
             experiment.claims,
-            experiment.metric_for(preset)[2] if preset in experiment.presets else 0.0,
+            experiment.metric_for(preset)[2]
+            if preset in experiment.presets
+            else experiment.band_floor,
             command=f"python reproduce/report.py {folder}",
             plan=preset_plan(experiment, preset) if preset in experiment.presets else None,
         )
