@@ -10,7 +10,8 @@ newstest2016, and tests on newstest2014. Three ways in:
 - ``source="hub"``: the Hugging Face ``wmt/wmt16`` dataset, config ``de-en`` (its validation and
   test splits are newstest2015 and newstest2016, which together are the reference's dev set), or a
   ``DatasetDict.save_to_disk`` copy of it passed as ``data_dir``;
-- newstest2014 ships in data/wmt14_ende/ (3,003 pairs; provenance and sha256 in data/README.md).
+- newstest2014 ships in data/wmt14_ende/ (3,003 pairs, gzipped; provenance and sha256 in
+  data/README.md).
 
 Bad input is an error that names the file and line: two sides whose line counts differ, text that
 is not UTF-8. Empty lines are kept here (a test set must stay aligned); the experiment filters and
@@ -154,14 +155,11 @@ def load_newstest2014(
         where = str(data_dir) if data_dir is not None else WMT14_HUB_ID
         return _hub_split(obj, ("test",), where)
     folder = _find_folder(Path(data_dir), _NEWSTEST2014) if data_dir is not None else None
-    if folder is None:
-        folder = _SHIPPED
-        digests = tuple(
-            _expected(f"wmt14_ende/{name}") if verify else None for name in _NEWSTEST2014
-        )
-    else:
-        digests = (None, None)
-    return read_parallel_files(folder / _NEWSTEST2014[0], folder / _NEWSTEST2014[1], digests)
+    if folder is not None:
+        return read_parallel_files(folder / _NEWSTEST2014[0], folder / _NEWSTEST2014[1])
+    names = [f"{name}.gz" for name in _NEWSTEST2014]
+    digests = tuple(_expected(f"wmt14_ende/{name}") if verify else None for name in names)
+    return read_parallel_files(_SHIPPED / names[0], _SHIPPED / names[1], digests)
 
 
 def _find_folder(data_dir: Path, names: Sequence[str]) -> Path | None:
