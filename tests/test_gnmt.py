@@ -18,11 +18,15 @@ from reproduce.harness.trainer import accumulate_gradients
 
 @pytest.fixture(scope="module")
 def smoke_record(tmp_path_factory):
-    """One run of the smoke preset at its base batch (500 steps of 16 pairs)."""
+    """The smoke preset with gnmt.MEMORIZE at its base batch (600 steps of 16 pairs)."""
     out = tmp_path_factory.mktemp("gnmt_smoke")
     cache = tmp_path_factory.mktemp("subword_cache")
-    argv = ["gnmt", "--preset", "smoke", "--batch-sizes", "16", "--out", str(out), "--quiet"]
-    assert main([*argv, "--set", f"data.subword_cache={cache}"]) == 0
+    milestones = ",".join(str(m) for m in gnmt.MEMORIZE["milestones"])
+    argv = ["gnmt", "--preset", "smoke", "--batch-sizes", "16", "--methods", "date"]
+    overrides = [f"epochs={gnmt.MEMORIZE['epochs']}", f"milestones={milestones}"]
+    overrides.append(f"data.subword_cache={cache}")
+    sets = [item for override in overrides for item in ("--set", override)]
+    assert main([*argv, *sets, "--out", str(out), "--quiet"]) == 0
     return json.loads((out / "runs" / "date_b16_s0.json").read_text())
 
 
@@ -44,6 +48,7 @@ def test_records_carry_bleu_signatures_tokens_per_batch_and_filter_counts(smoke_
     expected = 16 * (lengths["source_mean"] + lengths["target_mean"])
     measured = tokens["source_tokens_per_batch"] + tokens["target_tokens_per_batch"]
     assert measured == pytest.approx(expected, rel=1e-6)  # 4 batches: exactly one epoch
+    assert smoke_record["total_steps"] == 600
     counts = smoke_record["data"]["train_filter"]
     assert counts["total"] == 1500 and counts["kept"] >= 64
     assert counts["kept"] + counts["too_long"] + counts["empty"] == counts["total"]
