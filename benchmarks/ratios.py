@@ -12,6 +12,9 @@ Ratios (each the median over blocks of side A's time per example / side B's):
   ``accumulate_gradients``, clipping when the recipe clips, ``date``'s optimizer and scheduler)
   against a hand-written PyTorch step of the same model and batch. The ptb sides are those of
   benchmarks/harness_overhead.py.
+- harness / bare, gnmt at batch 64 (the quick preset's model and data): the trainer's loop body
+  against a hand-written step of the same model on the same batches (label-smoothed loss per
+  sentence, torch.optim.Adam, clipping, the lr set by hand); per token.
 - big / small batch, per example, mnist_lstm: one harness step of batch 8192 (the paper's x64)
   accumulated as 64 micro-batches of 128, against 64 harness steps of batch 128. The work per
   example is the same forward and backward, so the cost per example should be about the same.
@@ -340,6 +343,38 @@ def bare_resnet_step(
     return step
 
 
+def bare_gnmt_step(
+    model: torch.nn.Module, recipe: date.Recipe, train: TrainData, batch_size: int
+) -> Callable[[], None]:
+    """A hand-written GNMT step on the same batches (the same bucketed stream, so both sides
+    pad alike): summed label-smoothed token loss over the number of pairs, Adam, clipping, a
+    linear warmup set by hand."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+    stream = train.stream(batch_size, seed=0)
+    progress = {"step": 0}
+
+    def step() -> None:
+        index = progress["step"]
+        for group in optimizer.param_groups:
+            group["lr"] = recipe.lr * min(1.0, (index + 1) / 10)
+        source, source_lengths, target, _ = next(stream).tensors
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(source, source_lengths, target[:, :-1])
+        loss = F.cross_entropy(
+            logits.flatten(0, 1),
+            target[:, 1:].flatten(),
+            ignore_index=0,
+            label_smoothing=0.1,
+            reduction="sum",
+        )
+        (loss / batch_size).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip_norm)
+        optimizer.step()
+        progress["step"] = index + 1
+
+    return step
+
+
 def imagenet_ratio(blocks: int) -> Ratio:
     experiment = get_experiment("imagenet_resnet50")
     recipe = experiment.base_recipe.replace(batch_size=IMAGENET_BATCH)
@@ -399,6 +434,33 @@ def noise_ratio(name: str, blocks: int, steps: int) -> Ratio:
     )
 
 
+def gnmt_ratio(blocks: int) -> Ratio:
+    experiment = get_experiment("gnmt")
+    quick = experiment.presets["quick"]
+    data = experiment.build_data("local", None, {**experiment.data_defaults, **quick.data}).train
+    batch = 64
+    recipe = date.scale(experiment.recipe_for("quick"), batch, "date")
+
+    def model() -> torch.nn.Module:
+        torch.manual_seed(0)
+        return experiment.build_model({**experiment.model_defaults, **quick.model}).train()
+
+    tokens = round(
+        float(data.pairs.source_lengths.mean() + data.pairs.target_lengths.mean()) * batch
+    )
+    harness = Side(
+        f"harness b{batch}", harness_step(experiment, model(), recipe, data, batch), tokens, 2
+    )
+    bare = Side(f"bare b{batch}", bare_gnmt_step(model(), recipe, data, batch), tokens, 2)
+    return Ratio(
+        f"gnmt harness / bare, batch {batch} (per token)",
+        harness,
+        bare,
+        HARNESS_OVER_BARE_LIMIT,
+        *interleave(harness, bare, SHORT_BLOCKS_FACTOR * blocks),
+    )
+
+
 def table(ratios: Sequence[Ratio]) -> str:
     """Both sides' median time per example, the ratio, its spread over blocks and its limit."""
     rows = []
@@ -442,6 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         imagenet_ratio(arguments.blocks),
         noise_ratio("mnist_lstm", arguments.blocks, 7),
         noise_ratio("ptb_small", arguments.blocks, 2),
+        gnmt_ratio(arguments.blocks),
     ]
     print(
         f"{arguments.blocks} interleaved blocks for big / small, "

@@ -47,6 +47,8 @@ SHIPPED = [
     "ptb/ptb.test.txt.gz",
     "ptb/ptb.train.txt.gz",
     "ptb/ptb.valid.txt.gz",
+    "wmt14_ende/newstest2014.de.gz",
+    "wmt14_ende/newstest2014.en.gz",
 ]
 
 

@@ -70,9 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--preset",
         choices=(*PRESET_NAMES, *OPTIONAL_PRESET_NAMES),
-        default=DEFAULT_PRESET,
         help=(
-            "smoke: seconds, what the tests run; quick (the default): minutes on a CPU, the "
+            "smoke: seconds, what the tests run; quick (the default, except where an experiment "
+            "whose data is not shipped defaults to full): minutes on a CPU, the "
             "trend on a reduced budget; full: the paper's setting, whose records are published; "
             "budget (where an experiment has it): the full sweep repeated at several epoch "
             "budgets, each with its base recipe tuned at the base batch"
@@ -147,7 +147,12 @@ def help_epilog() -> str:
         lines.append(f"  {'':<18} {presets}")
     aliases = ", ".join(f"{alias} = {method}" for alias, method in date.ALIASES.items())
     lines.append(f"methods: {', '.join(date.METHODS)} (aliases: {aliases})")
-    lines.append(f"default preset: {DEFAULT_PRESET}")
+    own = [
+        f"{n}: {e.default_preset}"
+        for n, e in experiments().items()
+        if e.default_preset != DEFAULT_PRESET
+    ]
+    lines.append(f"default preset: {DEFAULT_PRESET}" + (f" ({'; '.join(own)})" if own else ""))
     return "\n".join(lines)
 
 
@@ -387,6 +392,8 @@ def build_spec(arguments: argparse.Namespace, argv: Sequence[str]) -> SweepSpec:
         experiment = get_experiment(arguments.experiment)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    if arguments.preset is None:
+        arguments.preset = experiment.default_preset
     if arguments.preset not in experiment.presets:
         raise UsageError(
             f"--preset {arguments.preset}: {experiment.name} has no such preset; its presets: "
@@ -773,7 +780,9 @@ def main_report(argv: Sequence[str] | None = None) -> int:
                 folder,
                 experiment.targets,
                 experiment.claims,
-                experiment.band_floor,
+                experiment.metric_for(preset)[2]
+                if (preset := record_files[0].record["preset"]) in experiment.presets
+                else experiment.band_floor,
                 command=f"python reproduce/report.py {folder}",
                 plan=folder_plan(experiment, record_files[0].record),
                 files=record_files,

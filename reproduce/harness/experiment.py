@@ -140,6 +140,20 @@ class Preset:
     decisive_seeds: int = 1
     decisive_methods: tuple[str, ...] = ("date", "linear", "sqrt")
     decisive_scales: tuple[int, ...] = (16, 64)
+    # The metric this preset is judged by, when it is not the experiment's (a reduced preset may
+    # compare by loss where the experiment's metric means nothing at its size); with its mode and
+    # tolerance-band floor. Claims about another metric are then not applicable to its records.
+    primary_metric: str | None = None
+    mode: str | None = None
+    band_floor: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.primary_metric is None) != (self.mode is None):
+            raise ValueError(f"preset {self.name!r}: set primary_metric and mode together")
+        if self.mode is not None and self.mode not in ("min", "max"):
+            raise ValueError(
+                f"preset {self.name!r}: mode must be 'min' or 'max', got {self.mode!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -226,6 +240,12 @@ class Experiment:
     # synthetic_batch(model_config, data_config, size): a batch of the real shapes and dtypes,
     # for timing a training step (--plan's estimate) without the data.
     synthetic_batch: Callable[[Mapping[str, Any], Mapping[str, Any], int], Batch] | None = None
+    # record_info(data, recipe): per-run facts for the record's "experiment_info" (e.g. tokens per
+    # batch at this batch size, the signature of a metric's definition).
+    record_info: Callable[[DataBundle, Recipe], Mapping[str, Any]] | None = None
+    # The preset `reproduce/run.py NAME` runs without --preset (an experiment whose data is not
+    # shipped may default to its full preset, so that the bare command says what to provide).
+    default_preset: str = "quick"
 
     def __post_init__(self) -> None:
         if self.mode not in ("min", "max"):
@@ -233,6 +253,8 @@ class Experiment:
         missing = [p for p in PRESET_NAMES if p not in self.presets]
         if missing:
             raise ValueError(f"{self.name}: presets {missing} are missing")
+        if self.default_preset not in PRESET_NAMES:
+            raise ValueError(f"{self.name}: default_preset must be one of {PRESET_NAMES}")
         unknown = [p for p in self.presets if p not in (*PRESET_NAMES, *OPTIONAL_PRESET_NAMES)]
         if unknown:
             raise ValueError(f"{self.name}: unknown presets {unknown}")
@@ -248,6 +270,14 @@ class Experiment:
         """The base recipe with the preset's and the user's overrides applied."""
         changes = {**self.presets[preset].recipe, **(overrides or {})}
         return dataclasses.replace(self.base_recipe, **changes) if changes else self.base_recipe
+
+    def metric_for(self, preset: str) -> tuple[str, str, float]:
+        """(primary metric, mode, band floor) by which ``preset``'s records are judged."""
+        settings = self.presets[preset]
+        if settings.primary_metric is None:
+            return self.primary_metric, self.mode, self.band_floor
+        floor = settings.band_floor if settings.band_floor is not None else self.band_floor
+        return settings.primary_metric, str(settings.mode), floor
 
     def better(self, a: float, b: float) -> bool:
         """Whether metric value ``a`` is better than ``b`` under this experiment's mode."""

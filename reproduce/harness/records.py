@@ -29,6 +29,8 @@ RECORDED_PACKAGES = (
     "tabulate",
     "matplotlib",
     "torch-xla",
+    "sacrebleu",
+    "sentencepiece",
 )
 
 

@@ -325,9 +325,11 @@ def build_record(
     data_info: Mapping[str, Any],
     wall_seconds: float,
     world_size: int = 1,
+    experiment_info: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     experiment = spec.experiment
     target = experiment.time_to_target
+    metric, mode, _ = experiment.metric_for(spec.preset)
     return {
         "schema_version": SCHEMA_VERSION,
         "experiment": experiment.name,
@@ -337,8 +339,8 @@ def build_record(
         "base_batch_size": spec.base_recipe.batch_size,
         "seed": run.seed,
         "status": result.status,
-        "primary_metric": experiment.primary_metric,
-        "mode": experiment.mode,
+        "primary_metric": metric,
+        "mode": mode,
         "final": result.final,
         "time_to_target": (
             {"metric": target.metric, "value": target.value, "mode": target.mode}
@@ -364,6 +366,7 @@ def build_record(
         "base_recipe": spec.base_recipe.to_dict(),
         "model_config": spec.model_config,
         "data": {**data_info, **spec.data_config},
+        "experiment_info": dict(experiment_info) if experiment_info is not None else None,
         "config_key": run_key(spec, run),
         "same_run_as": None,
         "env": env,
@@ -596,7 +599,9 @@ def train_run(
     )
     wall_seconds = time.perf_counter() - started
     env = environment(worker.device.describe(), list(spec.command))
-    record = build_record(spec, run, result, env, data.info, wall_seconds, context.world_size)
+    hook = spec.experiment.record_info
+    info = hook(data, run.recipe) if hook is not None else None
+    record = build_record(spec, run, result, env, data.info, wall_seconds, context.world_size, info)
     return record, result, wall_seconds
 
 
@@ -616,8 +621,9 @@ def shared_record(run: PlannedRun, source: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def describe_result(spec: SweepSpec, status: str, final: Mapping[str, Any], divergence) -> str:
-    metric = final.get(spec.experiment.primary_metric)
-    summary = f"{spec.experiment.primary_metric}={metric:.4g}" if metric is not None else ""
+    name = spec.experiment.metric_for(spec.preset)[0]
+    metric = final.get(name)
+    summary = f"{name}={metric:.4g}" if metric is not None else ""
     if divergence:
         summary += f" ({divergence['reason']})"
     return f"{status} {summary}"
@@ -760,7 +766,7 @@ def write_report(spec: SweepSpec) -> dict[str, Path]:
         spec.out_dir,
         experiment.targets,
         experiment.claims,
-        experiment.band_floor,
+        experiment.metric_for(spec.preset)[2],
         command=f"python reproduce/report.py {spec.out_dir}",
         plan=plan,
     )

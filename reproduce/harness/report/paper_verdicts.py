@@ -186,10 +186,26 @@ def paper_diff(
     for claim in claims:
         _check_consistent(claim.metric, claim.mode, info, f"claim {claim.text!r}")
         if claim.metric != band.metric:
-            raise ValueError(
-                f"claim {claim.text!r} is about {claim.metric!r}, but the band is on "
-                f"{band.metric!r} (the primary metric)"
+            # a reduced preset judged by another metric (Preset.primary_metric): not its claim
+            reference = Target(
+                metric=claim.metric,
+                value=None,
+                mode=claim.mode,
+                tolerance=band.half_width,
+                source=claim.source,
+                status=claim.status,
             )
+            row = _row(
+                "claim", claim.text, reference, claim.method, base * claim.scale_factor, base, []
+            )
+            row["verdict"] = "not applicable"
+            row["note"] = (
+                f"the claim is about {claim.metric!r}; the {info.preset!r} preset's records are "
+                f"judged by {band.metric!r}"
+            )
+            row["scale_factor"] = claim.scale_factor
+            rows.append(row)
+            continue
         batch = base * claim.scale_factor
         # With no base-batch mean the value is None, which makes the reference unverified.
         reference = Target(
