@@ -208,3 +208,18 @@ def test_seeds_sets_the_base_batch_seeds_too():
     assert [r.seed for r in by_default if r.batch_size == 128] == [0, 1, 2]  # preset: 3
     lowered = plan_runs(spec_for([*full, "--seeds", "1"]))
     assert [(r.batch_size, r.seed) for r in lowered] == [(128, 0), (256, 0)]
+
+
+def test_the_printed_time_estimate_changes_nothing_a_run_records(tmp_path, capsys):
+    """Without --quiet a sweep first times a few steps to print its estimate: the records must be
+    the same as a quiet run's (the timing uses a throw-away model under a forked RNG)."""
+    loud = [arg for arg in ONE_RUN if arg != "--quiet"]
+    assert main([*loud, "--out", str(tmp_path / "loud")]) == 0
+    assert "estimated training time of the 1 runs" in capsys.readouterr().out
+    assert main([*ONE_RUN, "--out", str(tmp_path / "quiet")]) == 0
+    assert capsys.readouterr().out == ""  # --quiet prints nothing
+    first, second = (
+        strict_json(tmp_path / name / "runs" / "date_b32_s0.json") for name in ("loud", "quiet")
+    )
+    for key in ("curves", "final", "micro_batches", "config_key"):
+        assert first[key] == second[key], key

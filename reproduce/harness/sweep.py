@@ -629,6 +629,39 @@ def describe_result(spec: SweepSpec, status: str, final: Mapping[str, Any], dive
     return f"{status} {summary}"
 
 
+def training_time_estimate(spec: SweepSpec, worker: Worker, runs: list[PlannedRun]) -> str:
+    """One line before training starts: the runs' training time on this machine, from a few
+    timed steps of the base batch's micro-batch (``estimate``; printed, never recorded)."""
+    from . import estimate
+
+    micro = spec.run.micro_batch_size or default_micro_batch_size(
+        spec.experiment, min(run.batch_size for run in runs), worker.device
+    )
+    cost = estimate.measure_step_cost(
+        spec.experiment,
+        spec.base_recipe,
+        spec.model_config,
+        spec.data_config,
+        worker.device,
+        micro,
+        train=worker.data.train,
+        precision=spec.run.precision,
+    )
+    seconds = sum(
+        cost.run_seconds(
+            run.batch_size,
+            date.total_steps(run.recipe, worker.data.train.steps_per_epoch(run.batch_size)),
+            worker.context.world_size,
+        )
+        for run in runs
+    )
+    return (
+        f"estimated training time of the {len(runs)} runs: about {format_duration(seconds)} on "
+        f"this machine now (from {cost.steps_timed} timed steps of a micro-batch of {micro}; "
+        "evaluation not included)"
+    )
+
+
 def run_sweep(
     spec: SweepSpec, log=print, shard: tuple[int, int] | None = None
 ) -> list[dict[str, Any]]:
@@ -670,6 +703,8 @@ def run_sweep(
         + f": {len(to_train)} to train, {len(selected) - len(to_train) - shared} already "
         f"recorded, {shared} shared with an identical run (k = 1); results in {spec.out_dir}"
     )
+    if to_train and spec.progress and context.is_main:
+        log(training_time_estimate(spec, worker, to_train))
     sweep = SweepProgress(
         total=len(to_train),
         remaining_examples=sum(run_examples(run, data.train) for run in to_train),
