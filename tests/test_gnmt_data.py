@@ -189,7 +189,7 @@ def test_local_wmt16_layout_is_read_and_bad_layouts_say_what_is_missing(tmp_path
 
 
 def test_wmt16_through_datasets_offline_from_a_save_to_disk_copy(tmp_path):
-    datasets = pytest.importorskip("datasets")
+    import datasets  # the test extra installs it
 
     def split(prefix: str, count: int):
         rows = [{"de": f"{prefix} Satz {i}", "en": f"{prefix} sentence {i}"} for i in range(count)]

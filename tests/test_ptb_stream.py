@@ -136,7 +136,8 @@ def test_build_data_cuts_each_split_and_sets_the_layouts():
 
 
 def test_build_data_reads_the_hub_source_from_a_saved_copy(tmp_path):
-    datasets = pytest.importorskip("datasets")
+    import datasets  # the test extra installs it
+
     from reproduce.harness.registry import get_experiment
 
     sentences = ["the cat sat", "a dog ran", "the dog sat on a cat"] * 20
