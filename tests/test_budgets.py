@@ -229,3 +229,33 @@ def test_a_longer_budget_stretches_the_schedule_in_time():
     assert date.lr_at(long, 26 * 100, 100) == pytest.approx(date.lr_at(short, 13 * 100, 100))
     mnist = experiments()["mnist_lstm"]
     assert stretched(SweepSpec(mnist, "full", ("date",), (128,), seeds=1), 40) == {"epochs": 40}
+
+
+def test_steps_to_result_follow_the_budget_presets_own_target():
+    """ptb_small's budget preset judges steps to result by its slice's target (perplexity 400),
+    from each run's evaluations, not by the experiment's full-data 150."""
+    ptb = experiments()["ptb_small"]
+    target = budget_report.budget_target(ptb, "budget")
+    assert target.value == 400 and target.mode == "min"
+    assert budget_report.budget_target(ptb, "full") is ptb.time_to_target
+    run = {
+        "steps_to_target": None,
+        "evals": [
+            {"step": 10, "metrics": {"perplexity": 900.0}},
+            {"step": 20, "metrics": {"perplexity": 390.0}},
+            {"step": 30, "metrics": {"perplexity": 350.0}},
+        ],
+    }
+    assert budget_report.steps_to(run, target) == 20
+    assert budget_report.steps_to(run, ptb.time_to_target) is None
+
+
+def test_plan_of_a_budget_preset_shows_every_budget_stretched(capsys):
+    assert main(["ptb_small", "--preset", "budget", "--plan", "--methods", "date"]) == 0
+    out = capsys.readouterr().out
+    assert "Budget E = 4 epochs" in out and "Budget E = 16 epochs" in out
+    rows = [
+        line for line in out.splitlines() if line.startswith("| date") and "|    1280 |" in line
+    ]
+    # 100k tokens in 1280 rows: 3 windows of 20 an epoch
+    assert [row.split("|")[7].strip() for row in rows] == ["12", "12", "48", "48"]  # total steps

@@ -32,7 +32,7 @@ from . import report
 from .budgets import recorded_budgets
 from .experiment import Experiment
 from .io import atomic_write, atomic_write_json, atomic_write_text
-from .targets import meets
+from .targets import Target, meets
 
 #: A method stays "near perfect scaling" while its steps are within this factor of perfect.
 PERFECT_SCALING_SLACK = 2.0
@@ -56,13 +56,35 @@ def keeps_band(runs: Sequence[Mapping[str, Any]], band: report.ToleranceBand) ->
     return meets(sum(values) / len(values), band.mean, band.mode, band.half_width)
 
 
-def cell_steps(runs: Sequence[Mapping[str, Any]]) -> int | None:
+def steps_to(run: Mapping[str, Any], target: Target | None) -> int | None:
+    """The first evaluated step at which a run's validation metric meets ``target`` (from its
+    evaluations, so a preset may judge by its own target); the recorded ``steps_to_target``
+    without one."""
+    if target is None:
+        return run.get("steps_to_target")
+    for entry in run.get("evals") or []:
+        value = (entry.get("metrics") or {}).get(target.metric)
+        if value is not None and meets(value, target.value, target.mode):
+            return int(entry["step"])
+    return None
+
+
+def cell_steps(runs: Sequence[Mapping[str, Any]], target: Target | None = None) -> int | None:
     """Steps to the target of a cell at one budget: the slowest seed's, or None unless every
     seed reached it."""
-    steps = [run.get("steps_to_target") for run in runs]
+    steps = [steps_to(run, target) for run in runs]
     if not steps or any(step is None for step in steps):
         return None
     return max(steps)
+
+
+def budget_target(experiment: Experiment, preset: str | None) -> Target | None:
+    """The steps-to-result target: the budget preset's own (a data slice reaches other values),
+    else the experiment's time-to-target."""
+    settings = experiment.presets.get(preset) if preset else None
+    if settings is not None and settings.time_to_target is not None:
+        return settings.time_to_target
+    return experiment.time_to_target
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -82,10 +104,12 @@ def budget_tables(out_dir: Path, experiment: Experiment) -> dict[str, Any]:
     methods: list[str] = []
     batches: list[int] = []
     base_batch = None
+    target = experiment.time_to_target
     for epochs, folder in recorded_budgets(out_dir):
         record_files = report.read_record_files(folder)
         files += record_files
         records = [item.record for item in record_files]
+        target = budget_target(experiment, records[0].get("preset"))
         info = report.sweep_info(records)
         base_batch = info.base_batch_size
         band = report.tolerance_band(records, base_batch, experiment.band_floor)
@@ -104,7 +128,7 @@ def budget_tables(out_dir: Path, experiment: Experiment) -> dict[str, Any]:
                 "keeps": keeps_band(runs, band),
             }
         for method, batch in {(r["method"], r["batch_size"]) for r in records}:
-            value = cell_steps(_cell_runs(records, method, batch))
+            value = cell_steps(_cell_runs(records, method, batch), target)
             if value is not None:
                 steps.setdefault((method, batch), []).append((epochs, value))
         budgets.append(
@@ -137,9 +161,7 @@ def budget_tables(out_dir: Path, experiment: Experiment) -> dict[str, Any]:
     return {
         "experiment": experiment.name,
         "claim": claim.to_dict() if claim else None,
-        "time_to_target": experiment.time_to_target.to_dict()
-        if experiment.time_to_target
-        else None,
+        "time_to_target": target.to_dict() if target else None,
         "base_batch_size": base_batch,
         "budgets": budgets,
         "answers": answers,

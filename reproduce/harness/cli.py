@@ -519,11 +519,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE_ERROR
     if arguments.plan:
         train = plan_train_data(spec)
-        print(resolved_plan_table(spec, train))
+        specs = [spec]
+        if spec.experiment.presets[spec.preset].budgets:
+            from .budgets import budget_spec, budgets_of
+
+            try:
+                specs = [budget_spec(spec, epochs, {}) for epochs in budgets_of(spec)]
+            except SweepError as error:
+                print(f"error: {error}", file=sys.stderr)
+                return USAGE_ERROR
+        for planned in specs:
+            if planned is not spec:
+                print(
+                    f"\nBudget E = {planned.base_recipe.epochs:g} epochs (the schedule stretched "
+                    "to it; the lr shown is the base recipe's: the sweep tunes it at the base "
+                    f"batch first, over {dict(spec.experiment.tuning_grid)}):\n"
+                )
+            print(resolved_plan_table(planned, train))
         source = "declared" if isinstance(train, CountedExamples) else "counted in the data"
         print(f"\nTraining examples per epoch: {train.steps_per_epoch(1):,.0f} ({source}).\n")
         try:
-            print(plan_estimate(spec, train))
+            for planned in specs:
+                print(plan_estimate(planned, train))
         except ValueError as error:
             print(f"error: {error}", file=sys.stderr)
             return USAGE_ERROR

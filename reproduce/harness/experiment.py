@@ -140,6 +140,9 @@ class Preset:
     decisive_seeds: int = 1
     decisive_methods: tuple[str, ...] = ("date", "linear", "sqrt")
     decisive_scales: tuple[int, ...] = (16, 64)
+    # The steps-to-result target of a budget sweep, where the preset's data slice cannot reach
+    # the experiment's time-to-target value (None: the experiment's).
+    time_to_target: Target | None = None
     # The metric this preset is judged by, when it is not the experiment's (a reduced preset may
     # compare by loss where the experiment's metric means nothing at its size); with its mode and
     # tolerance-band floor. Claims about another metric are then not applicable to its records.

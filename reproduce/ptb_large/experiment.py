@@ -72,4 +72,5 @@ EXPERIMENT = dataclasses.replace(
         "init_scale": 0.04,  # "uniformly initialized in [-0.04, 0.04]"; LargeConfig.init_scale
     },
     data_defaults={**small.EXPERIMENT.data_defaults, "bptt": LARGE_BPTT},
+    tuning_grid={},  # ptb_small's grid is in its own per-token units (unroll 20); none here
 )
