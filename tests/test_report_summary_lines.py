@@ -32,7 +32,7 @@ def test_a_full_sweep_in_a_few_lines(tmp_path) -> None:
         "base batch 128: accuracy 0.9820 ± 0.004 (band over 3 ok seed(s), higher is better)",
         "  date: keeps the base-batch band up to batch 8192 (x64), its largest run",
         "  linear: misses the base-batch band already at batch 1024 (x8): 0.9320 vs base "
-        "0.9820 ± 0.004",
+        "0.9820 ± 0.004; at 8192 (x64): diverged in 3 of 3 seeds (seed 0: no reason recorded)",
         "paper diff: Targets and claims judged: 3 of 6 (3 no verified reference): 1 reproduced, "
         "2 within tolerance, 0 missed.",
         "  paper claim 'batch x8 without loss': within tolerance: date at x8 0.9810 vs base "

@@ -87,6 +87,8 @@ def _method_line(
     again = [cell for cell, kept in later if kept]
     if again:  # a larger batch within the band again: said, not hidden by the first miss
         line += f" (within it again at {', '.join(_at(cell) for cell in again)})"
+    if largest is not cell and largest not in again:  # where it ends: methods compare there
+        line += f"; at {_at(largest)}: {_outcome(largest, groups[(method, largest.batch_size)])}"
     return line
 
 
