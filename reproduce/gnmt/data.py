@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from reproduce.datasets.wmt import ParallelText
-from reproduce.harness.experiment import Batch
+from reproduce.harness.experiment import Batch, rank_share
 
 from .subword import BOS, EOS, PAD, SubwordModel
 
@@ -214,12 +214,9 @@ class BucketedPairs:
     def stream(
         self, batch_size: int, seed: int, start_step: int = 0, shard: tuple[int, int] = (0, 1)
     ) -> Iterator[Batch]:
-        rank, world_size = shard
-        if batch_size % world_size:
-            raise ValueError(f"batch_size={batch_size} is not divisible by world_size={world_size}")
+        share = rank_share(batch_size, shard)
         if start_step < 0:
             raise ValueError(f"start_step must be >= 0, got {start_step}")
-        per_rank = batch_size // world_size
         batches = self.window_batches(batch_size)
         step = start_step
         current, order = -1, None
@@ -227,7 +224,7 @@ class BucketedPairs:
             window, index = divmod(step, batches)
             if window != current:
                 current, order = window, self.window(batch_size, seed, window)
-            rows = order[index][rank * per_rank : (rank + 1) * per_rank]
+            rows = order[index][share]
             yield self.pairs.batch(rows)
             step += 1
 

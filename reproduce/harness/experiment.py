@@ -67,12 +67,44 @@ class TrainData(Protocol):
         ...
 
 
-class ShuffledExamples:
-    """Independent examples, reshuffled every epoch, batches cut across epoch boundaries.
+def rank_share(batch_size: int, shard: tuple[int, int]) -> slice:
+    """This rank's contiguous part of a global batch of ``batch_size`` (shard = (rank, world))."""
+    rank, world_size = shard
+    if batch_size % world_size:
+        raise ValueError(f"batch_size={batch_size} is not divisible by world_size={world_size}")
+    per_rank = batch_size // world_size
+    return slice(rank * per_rank, (rank + 1) * per_rank)
 
-    Training length is counted in examples (big_vision style), so a batch B run takes exactly
-    ``epochs * N / B`` steps, every step has a full batch, and no example is dropped.
-    """
+
+def epoch_order(size: int, seed: int, epoch: int) -> torch.Tensor:
+    """The permutation of ``size`` examples for one epoch of one seed (the same on every run)."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(size, generator=generator)
+
+
+def shuffled_batches(
+    size: int, batch_size: int, seed: int, start_step: int = 0
+) -> Iterator[list[tuple[int, int]]]:
+    """(epoch, index) of every example of every global batch from ``start_step`` on: each epoch a
+    fresh permutation, batches cut across epoch boundaries, so that a batch-B run takes exactly
+    ``epochs * size / B`` full steps and drops no example (big_vision style). A function of
+    (seed, step) alone, so a resumed run reads what the uninterrupted one would have."""
+    epoch, offset = divmod(start_step * batch_size, size)
+    order = epoch_order(size, seed, epoch).tolist()
+    while True:
+        keys: list[tuple[int, int]] = []
+        while len(keys) < batch_size:
+            take = min(batch_size - len(keys), size - offset)
+            keys += [(epoch, index) for index in order[offset : offset + take]]
+            offset += take
+            if offset == size:
+                epoch, offset = epoch + 1, 0
+                order = epoch_order(size, seed, epoch).tolist()
+        yield keys
+
+
+class ShuffledExamples:
+    """Independent examples in memory, reshuffled every epoch (``shuffled_batches``)."""
 
     def __init__(self, *tensors: torch.Tensor) -> None:
         sizes = {int(t.shape[0]) for t in tensors}
@@ -84,32 +116,12 @@ class ShuffledExamples:
     def steps_per_epoch(self, batch_size: int) -> float:
         return self.size / batch_size
 
-    def _epoch_order(self, seed: int, epoch: int) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        return torch.randperm(self.size, generator=generator)
-
     def stream(
         self, batch_size: int, seed: int, start_step: int = 0, shard: tuple[int, int] = (0, 1)
     ) -> Iterator[Batch]:
-        rank, world_size = shard
-        if batch_size % world_size:
-            raise ValueError(f"batch_size={batch_size} is not divisible by world_size={world_size}")
-        per_rank = batch_size // world_size
-        position = start_step * batch_size  # examples consumed so far, over all epochs
-        epoch, offset = divmod(position, self.size)
-        order = self._epoch_order(seed, epoch)
-        while True:
-            index_parts = []
-            needed = batch_size
-            while needed:
-                take = min(needed, self.size - offset)
-                index_parts.append(order[offset : offset + take])
-                offset += take
-                needed -= take
-                if offset == self.size:
-                    epoch, offset = epoch + 1, 0
-                    order = self._epoch_order(seed, epoch)
-            indices = torch.cat(index_parts)[rank * per_rank : (rank + 1) * per_rank]
+        mine = rank_share(batch_size, shard)
+        for keys in shuffled_batches(self.size, batch_size, seed, start_step):
+            indices = torch.tensor([index for _, index in keys[mine]], dtype=torch.long)
             yield Batch(tuple(t[indices] for t in self.tensors))
 
 

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from reproduce.datasets import imagenet
 from reproduce.datasets.imagenet import TransformedImages, check_labels
-from reproduce.harness.experiment import Batch, DataBundle
+from reproduce.harness.experiment import Batch, DataBundle, rank_share, shuffled_batches
 
 #: Batches each loader worker prepares ahead (DataLoader's prefetch_factor).
 PREFETCH_PER_WORKER = 4
@@ -64,40 +64,17 @@ class ImageTrainStream:
     def steps_per_epoch(self, batch_size: int) -> float:
         return self.size / batch_size
 
-    def epoch_order(self, seed: int, epoch: int) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        return torch.randperm(self.size, generator=generator)
-
-    def global_batches(
-        self, batch_size: int, seed: int, start_step: int = 0
-    ) -> Iterator[list[tuple[int, int]]]:
-        """(epoch, index) of every example of every global batch from ``start_step`` on."""
-        epoch, offset = divmod(start_step * batch_size, self.size)
-        order = self.epoch_order(seed, epoch).tolist()
-        while True:
-            keys: list[tuple[int, int]] = []
-            while len(keys) < batch_size:
-                take = min(batch_size - len(keys), self.size - offset)
-                keys += [(epoch, index) for index in order[offset : offset + take]]
-                offset += take
-                if offset == self.size:
-                    epoch, offset = epoch + 1, 0
-                    order = self.epoch_order(seed, epoch).tolist()
-            yield keys
-
     def stream(
         self, batch_size: int, seed: int, start_step: int = 0, shard: tuple[int, int] = (0, 1)
     ) -> Iterator[Batch]:
-        rank, world_size = shard
-        if batch_size % world_size:
-            raise ValueError(f"batch_size={batch_size} is not divisible by world_size={world_size}")
-        per_rank = batch_size // world_size
+        share = rank_share(batch_size, shard)
+        per_rank = share.stop - share.start
         chunk = min(per_rank, self.loader_batch)
         bounds = [(start, min(start + chunk, per_rank)) for start in range(0, per_rank, chunk)]
 
         def chunks() -> Iterator[list[tuple[int, int]]]:
-            for keys in self.global_batches(batch_size, seed, start_step):
-                mine = keys[rank * per_rank : (rank + 1) * per_rank]
+            for keys in shuffled_batches(self.size, batch_size, seed, start_step):
+                mine = keys[share]
                 for start, end in bounds:
                     yield [(sample_seed(seed, e, i), i) for e, i in mine[start:end]]
 
