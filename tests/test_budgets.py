@@ -12,6 +12,7 @@ import pytest
 from reproduce.harness import budget_report
 from reproduce.harness.cli import main, main_report
 from reproduce.harness.experiment import Preset
+from reproduce.harness.readme_results import readme_results_section
 from reproduce.harness.registry import experiments
 from reproduce.harness.targets import Claim, Target
 
@@ -76,6 +77,15 @@ def test_a_budget_sweep_tunes_each_budget_and_reports_per_budget(tmp_path, tiny_
     (out / "budgets.md").unlink()
     assert main_report([str(out)]) == 0
     assert (out / "budgets.md").read_text() == before
+
+    # the README's results section shows it (answers, claim table, steps), linked
+    results = tmp_path / "results"
+    (results / "mnist_lstm").mkdir(parents=True)
+    out.rename(results / "mnist_lstm" / "budget")
+    section = readme_results_section(results)
+    assert "### mnist_lstm / budget" in section
+    assert all(line in section for line in tables["answer_lines"])
+    assert "(results/mnist_lstm/budget/plots/steps_to_result.png)" in section
 
 
 def test_set_epochs_runs_one_budget_of_the_grid(tmp_path, tiny_budget_experiment, capsys):
