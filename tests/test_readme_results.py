@@ -123,6 +123,7 @@ def test_readme_is_regenerated_from_the_full_results_and_checked(tmp_path, capsy
     assert "(results/mnist_lstm/full/plots/metric_vs_batch.png)" in text
     for provenance in ("c0ffee1234", "Test CPU 9000", "python reproduce/run.py toy --preset"):
         assert provenance in text  # from the records' env, never typed
+    assert "runs trained, " in text and " min of wall time summed over them" in text
     assert main_report(report_args(tmp_path, readme, "--check-readme")) == 0
 
     # A record changes and nobody regenerates: both the reports and the README are stale.

@@ -436,6 +436,9 @@ def test_write_report_produces_everything_deterministically(tmp_path: Path) -> N
     assert diff["missed_verified"] == 0
     summary = json.loads(first["summary"])
     assert summary["provenance"]["n_records"] == len(sweep())
+    # the cost line: every toy record is its own 10 s run (none shared)
+    assert summary["provenance"]["trained_runs"] == len(sweep())
+    assert summary["provenance"]["wall_seconds_total"] == 10.0 * len(sweep())
     paths = write_report(out, TARGETS, CLAIMS, band_floor=0.002)
     second = {name: paths[name].read_text() for name in first}
     assert first == second
@@ -603,3 +606,14 @@ def test_metric_axes_go_log_only_when_values_span_orders_of_magnitude() -> None:
     assert scale([115.0, 3.4e7, float("inf")]) == "log"  # a blown-up run among healthy ones
     assert scale([-1.0, 500.0]) == "linear"  # a log axis cannot show non-positive values
     assert scale([]) == "linear"
+
+
+def test_provenance_counts_a_shared_base_run_once_in_the_cost(tmp_path: Path) -> None:
+    date = make_record("date", BASE, 0, 0.98)
+    shared = {**make_record("linear", BASE, 0, 0.98), "same_run_as": "date_b128_s0.json"}
+    slow = {**make_record("linear", 1024, 0, 0.97), "wall_seconds": 50.0}
+    out = write_records(tmp_path / "toy" / "full", [date, shared, slow])
+    prov = report.provenance(report.read_record_files(out))
+    assert prov["n_records"] == 3
+    assert prov["trained_runs"] == 2
+    assert prov["wall_seconds_total"] == 60.0

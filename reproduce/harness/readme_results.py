@@ -105,7 +105,6 @@ def _folder_section(folder: Path, link: str) -> str:
         if rows
         else "No targets or claims are defined for this experiment."
     )
-    dates = " to ".join(provenance["dates"]) or report.NOT_RECORDED
     files = " · ".join(
         [
             f"[tables]({link}/tables.md)",
@@ -133,11 +132,23 @@ def _folder_section(folder: Path, link: str) -> str:
             "",
             f"Files: {files}",
             "",
-            f"Provenance, from the {provenance['n_records']} run records' env: commit "
-            f"{_join(provenance['git_commits'])}; run dates {dates}; hardware "
-            f"{_join(provenance['device_names'])}; torch {_join(provenance['torch'])}; command "
-            f"{_join(provenance['commands'])}.",
+            provenance_line(provenance),
         ]
+    )
+
+
+def provenance_line(provenance: dict) -> str:
+    """One line: where a section's numbers come from and what its runs cost, from the records."""
+    dates = " to ".join(provenance["dates"]) or report.NOT_RECORDED
+    cost = (
+        f"; {provenance['trained_runs']} runs trained, {provenance['wall_seconds_total'] / 60:.1f}"
+        " min of wall time summed over them (longer when the machine ran other work too)"
+    )
+    return (
+        f"Provenance, from the {provenance['n_records']} run records' env: commit "
+        f"{_join(provenance['git_commits'])}; run dates {dates}; hardware "
+        f"{_join(provenance['device_names'])}; torch {_join(provenance['torch'])}; command "
+        f"{_join(provenance['commands'])}{cost}."
     )
 
 
@@ -163,7 +174,6 @@ def _budget_section(root: Path, link: str) -> str:
     _, steps = _section(text, "## Steps to result")
     steps = steps.replace("](plots/", f"]({link}/plots/")
     provenance = tables["provenance"]
-    dates = " to ".join(provenance["dates"]) or report.NOT_RECORDED
     budgets = ", ".join(
         f"[E = {b['epochs']:g}]({link}/{b['folder']}/tables.md)" for b in tables["budgets"]
     )
@@ -182,10 +192,7 @@ def _budget_section(root: Path, link: str) -> str:
             "",
             f"Per budget: {budgets}.",
             "",
-            f"Provenance, from the {provenance['n_records']} run records' env: commit "
-            f"{_join(provenance['git_commits'])}; run dates {dates}; hardware "
-            f"{_join(provenance['device_names'])}; torch {_join(provenance['torch'])}; command "
-            f"{_join(provenance['commands'])}.",
+            provenance_line(provenance),
         ]
     )
 

@@ -32,6 +32,7 @@ def provenance(files: Sequence[RecordFile]) -> dict[str, Any]:
     dates = sorted(
         str(item.record["env"]["date"]) for item in files if item.record["env"].get("date")
     )
+    trained = [item.record for item in files if not item.record.get("same_run_as")]
     digest = hashlib.sha256()
     for item in sorted(files, key=lambda f: f.path.name):
         digest.update(f"{item.path.name}\0{item.sha256}\n".encode())
@@ -46,6 +47,10 @@ def provenance(files: Sequence[RecordFile]) -> dict[str, Any]:
         "torch": distinct("torch"),
         "python": distinct("python"),
         "commands": distinct("command"),
+        # runs trained (a shared k = 1 record is counted once) and their summed wall time: what
+        # the sweep cost, next to the dates that show whether runs shared the machine
+        "trained_runs": len(trained),
+        "wall_seconds_total": round(sum(r.get("wall_seconds") or 0.0 for r in trained), 1),
     }
 
 
