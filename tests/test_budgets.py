@@ -206,7 +206,7 @@ def test_budget_sweep_script_covers_the_budget_preset():
     default = re.search(r'budgets=\$\{BUDGETS:-"([\d ]+)"\}', text).group(1).split()
     assert [float(b) for b in default] == list(preset.budgets)
     runs = re.findall(r'run --set "epochs=\$1" --batch-sizes ([\d,]+) --methods "\$(\d)"', text)
-    lanes = re.findall(r'^  lane "\$budget" ([\w,-]+) ([\w,-]+) &$', text, flags=re.MULTILINE)
+    lanes = re.findall(r'^ +lane "\$budget" ([\w,-]+) ([\w,-]+) &$', text, flags=re.MULTILINE)
     assert runs and len(lanes) == 2
     covered = set()
     for lane_methods in lanes:
@@ -214,6 +214,19 @@ def test_budget_sweep_script_covers_the_budget_preset():
             for method in lane_methods[int(argument) - 2].split(","):
                 covered |= {(date.canonical_method(method), int(b)) for b in batches.split(",")}
     assert covered == {(m, b) for m in preset.methods for b in preset.batch_sizes}
+    # DECISIVE_ONLY budgets: exactly the base batch and the decisive cells
+    decisive = re.findall(
+        r'run --set "epochs=\$budget" --batch-sizes ([\d,]+) --methods ([\w,-]+)', text
+    )
+    cells = {
+        (m, int(b))
+        for batches, methods in decisive
+        for m in methods.split(",")
+        for b in batches.split(",")
+    }
+    base = preset.batch_sizes[0]
+    scaled = {base * k for k in preset.decisive_scales}
+    assert cells == {(m, b) for m in preset.decisive_methods for b in {base, *scaled}}
     grid = {float(v) for v in re.findall(r"--set lr=([\d.]+)", text)}
     assert grid == set(experiments()["mnist_lstm"].tuning_grid["lr"])
 
