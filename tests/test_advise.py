@@ -302,3 +302,11 @@ def test_budget_section_puts_the_noise_beside_near_perfect_scaling_and_the_fitte
     slope = 650 * 1024 / 7
     assert "| date     | 1024" in text and f"{slope / (800 - slope / 128):.4g}" in text
     assert "| linear   | none" in text and "| 1         |" in text  # one batch: no fit
+    assert "recorded a noise estimate" not in text
+
+    # a budget whose records carry no estimate says so under the table
+    write_records(tmp_path / "E2", sweep())
+    tables["budgets"].append({"epochs": 2, "folder": "E2", "band": band.to_dict()})
+    text = noise_report.budget_noise_section(tables, tmp_path)
+    assert "| 2   | — / —" in text
+    assert "No run at E = 2 recorded a noise estimate (—)" in text

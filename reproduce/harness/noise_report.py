@@ -226,12 +226,15 @@ def budget_noise_section(tables: Mapping[str, Any], out_dir: Path) -> str:
     base = tables["base_batch_size"]
     methods = tables["methods"]
     rows = []
+    unmeasured = []
     for budget in tables["budgets"]:
         folder = Path(out_dir) / budget["folder"]
         records = [item.record for item in report.read_record_files(folder)]
         by_batch = noise_by_batch(records)
         source = _estimate_source(by_batch, base)
         noise = by_batch[source] if source is not None else {}
+        if source is None:
+            unmeasured.append(f"{budget['epochs']:g}")
         band = report.tolerance_band(records, base, budget["band"]["floor"])
         points = breaking_points(records, band)
         rows.append(
@@ -259,6 +262,12 @@ def budget_noise_section(tables: Mapping[str, Any], out_dir: Path) -> str:
         )
         + "\n",
     ]
+    if unmeasured:
+        parts.append(
+            f"No run at E = {', '.join(unmeasured)} recorded a noise estimate (—): its records "
+            "predate the noise probe, or every step had one gradient size (one process, no "
+            "accumulation).\n"
+        )
     fitted = []
     for method in methods:
         points = [
