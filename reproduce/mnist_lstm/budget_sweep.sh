@@ -7,7 +7,10 @@
 # recorded run, so an interrupted sweep continues. BUDGETS="10 20" runs part of the grid.
 # DECISIVE_ONLY="40 80" runs only the cells that decide the claim at those budgets (the base
 # batch, x16 and x64 with date, linear and sqrt): a 40-epoch budget costs about 4x a 10-epoch one.
-# The published records: BUDGETS="10 20", then BUDGETS=40 DECISIVE_ONLY=40.
+# The published records: BUDGETS="10 20", then BUDGETS=40 DECISIVE_ONLY=40, then x8 and x32 for
+# the steps-to-result curve at E = 40 in a third process:
+#   python reproduce/run.py mnist_lstm --preset budget --set epochs=40 --batch-sizes 4096,1024 \
+#     --methods date,linear,sqrt
 # On a bigger machine `python reproduce/run.py mnist_lstm --preset budget` does it all in one lane.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
