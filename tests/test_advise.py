@@ -310,3 +310,9 @@ def test_budget_section_puts_the_noise_beside_near_perfect_scaling_and_the_fitte
     text = noise_report.budget_noise_section(tables, tmp_path)
     assert "| 2   | — / —" in text
     assert "No run at E = 2 recorded a noise estimate (—)" in text
+    # a method a budget did not run is "not run", not "none" (no batch kept the band)
+    write_records(tmp_path / "E3", [r for r in sweep() if r["method"] == "date"])
+    tables["budgets"].append({"epochs": 3, "folder": "E3", "band": band.to_dict()})
+    text = noise_report.budget_noise_section(tables, tmp_path)
+    assert "| 3   | — / —                      | 8192   | not run  |" in text
+    assert "No run at E = 2, 3 recorded a noise estimate (—)" in text

@@ -244,6 +244,8 @@ def budget_noise_section(tables: Mapping[str, Any], out_dir: Path) -> str:
                 + (f" (b{source})" if source is not None else ""),
                 *[
                     str((points.get(method) or {}).get("largest_kept") or "none")
+                    if method in {record["method"] for record in records}
+                    else "not run"
                     for method in methods
                 ],
             ]
