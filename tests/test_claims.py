@@ -148,3 +148,52 @@ def test_of_workers_racing_for_a_claim_exactly_one_wins(tmp_path, stale):
         winners = [outcome for outcome in outcomes if outcome[1]]
         assert len(winners) == 1, outcomes
         assert winners[0][2] == (1 if stale else 0)
+
+
+def test_a_claim_never_exists_without_its_owner(tmp_path, monkeypatch):
+    """The claim appears by a hard link of a complete file: at the moment the name exists, it
+    already names its owner (a worker killed while claiming leaves no empty claim that would
+    block the run until the heartbeat times out). No temporary is left behind."""
+    seen = []
+    real_link = os.link
+
+    def link(source, destination):
+        seen.append(json.loads(Path(source).read_text()))  # what the claim will hold, complete
+        real_link(source, destination)
+
+    monkeypatch.setattr(os, "link", link)
+    claim = Claim(tmp_path, "date_b32_s0")
+    assert claim.acquire()
+    assert seen == [json.loads(claim.path(0).read_text())] and seen[0]["pid"] == os.getpid()
+    assert oct(claim.path(0).stat().st_mode & 0o777) == "0o644"
+    assert [p.name for p in tmp_path.iterdir()] == ["date_b32_s0.0.claim"]
+    claim.release()
+
+
+def test_a_link_reported_failed_after_it_succeeded_still_claims(tmp_path, monkeypatch):
+    """NFS: a link whose reply was lost is retried by the client and reports EEXIST although
+    it was made; the temporary's link count shows it was ours."""
+    real_link = os.link
+
+    def link_then_lose_the_reply(source, destination):
+        real_link(source, destination)
+        raise FileExistsError(destination)
+
+    monkeypatch.setattr(os, "link", link_then_lose_the_reply)
+    claim, other = Claim(tmp_path, "date_b32_s0"), Claim(tmp_path, "date_b32_s0")
+    assert claim.acquire()
+    assert not other.acquire()  # a real EEXIST: the name was someone else's
+    claim.release()
+
+
+def test_without_hard_links_a_claim_is_still_exclusive(tmp_path, monkeypatch):
+    def no_links(source, destination):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    first, second = Claim(tmp_path, "date_b32_s0"), Claim(tmp_path, "date_b32_s0")
+    assert first.acquire() and not second.acquire()
+    assert json.loads(first.path(0).read_text())["pid"] == os.getpid()
+    first.release()
+    assert second.acquire()
+    second.release()

@@ -1,14 +1,15 @@
 """Claims: one worker trains a run, when the runs of a sweep are spread over processes, machines
 or scheduler jobs that share one ``--out`` folder (issue 14).
 
-A claim is a file ``OUT/claims/<run>.<generation>.claim`` created with ``O_CREAT | O_EXCL``,
-which is atomic on local file systems and on NFSv3 and later: of two workers creating the same
-name, exactly one succeeds. It holds its owner (host, pid, the pid's namespace and start time)
-and its modification time is a heartbeat, refreshed by a thread of the owner.
+A claim is a file ``OUT/claims/<run>.<generation>.claim`` created by hard-linking a complete
+temporary file to that name, which is atomic and exclusive on local file systems and on NFS: of
+two workers creating the same name, exactly one succeeds, and the file is never seen empty. It
+holds its owner (host, pid, the pid's namespace and start time) and its modification time is a
+heartbeat, refreshed by a thread of the owner.
 
 A claim is stale when its heartbeat is older than ``stale_seconds``, or when its owner ran on
 this host (same pid namespace) and that process is gone. A stale claim of generation g is broken
-by creating generation g + 1, again with ``O_EXCL``: two workers that judged the same claim
+by creating generation g + 1, again exclusively: two workers that judged the same claim
 stale cannot both win, and none can take the name of a live claim. (Renaming the stale file
 away and re-creating the same name, the usual way, has a window in which a second breaker that
 read the same stale claim renames away the first breaker's fresh one.) Lower generations are
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import json
 import os
 import socket
@@ -109,6 +111,50 @@ def folder_time(folder: Path) -> float:
         os.unlink(path)
 
 
+def _create_with_content(path: Path, text: str) -> bool:
+    """Create ``path`` holding ``text``, only if it does not exist; False if it does. The text is
+    written to a temporary file first and hard-linked to ``path`` (atomic and exclusive, on NFS
+    too), so a claim never exists empty: a worker killed while claiming leaves either no claim
+    or a complete one whose dead owner is recognized at once. On NFS a link whose reply was
+    lost can fail after it succeeded; the temporary's link count then tells."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, 0o644)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return os.stat(temporary).st_nlink == 2
+        except OSError as error:
+            if error.errno not in _NO_HARD_LINKS:
+                raise
+            return _create_exclusive(path, text)  # a file system without hard links
+        return True
+    finally:
+        os.unlink(temporary)
+
+
+#: errno values of a file system that does not support hard links (some FUSE and SMB mounts).
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EXDEV}
+
+
+def _create_exclusive(path: Path, text: str) -> bool:
+    """Fallback: ``O_CREAT | O_EXCL``, then the text (a claim is briefly empty; one whose writer
+    was killed then is judged by its heartbeat, after ``STALE_SECONDS``)."""
+    try:
+        handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(handle, "w", encoding="utf-8") as stream:
+        stream.write(text)
+        stream.flush()
+        os.fsync(stream.fileno())
+    return True
+
+
 @dataclass(frozen=True)
 class Holder:
     """The owner of a live claim, as read from its file."""
@@ -182,7 +228,7 @@ class Claim:
         try:
             owner = json.loads(text)
         except json.JSONDecodeError:
-            owner = {}  # being written; a writer that died here is caught by the heartbeat
+            owner = {}  # unreadable (damaged, or an old version's partial write): heartbeat decides
         if not isinstance(owner, dict):
             owner = {}
         age = folder_time(self.folder) - modified
@@ -209,14 +255,8 @@ class Claim:
                 return False
             target = top + 1
             self.broke = None if reason == "released" else reason
-        try:
-            handle = os.open(self.path(target), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
+        if not _create_with_content(self.path(target), json.dumps(owner_info())):
             return False  # another worker claimed (or broke) it first
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(owner_info(), stream)
-            stream.flush()
-            os.fsync(stream.fileno())
         self.generation = target
         self._lost.clear()
         self._stop.clear()
