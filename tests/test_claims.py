@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from reproduce.harness.claims import Claim, owner_info, process_gone
+from reproduce.harness.cli import main
 
 
 def _age(path: Path, seconds: float) -> None:
@@ -197,3 +198,19 @@ def test_without_hard_links_a_claim_is_still_exclusive(tmp_path, monkeypatch):
     first.release()
     assert second.acquire()
     second.release()
+
+
+def test_a_sweep_whose_only_run_another_worker_holds_writes_no_report(tmp_path, capsys):
+    """Nothing recorded yet (the one run is claimed by a live worker on another host): the sweep
+    says so, writes no report from zero records, and exits 0 without a traceback."""
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    owner = {"host": "another-host", "pid": 1, "pid_namespace": None}
+    (claims / "none_b32_s0.0.claim").write_text(json.dumps(owner))
+    argv = ["mnist_lstm", "--preset", "smoke", "--methods", "none", "--batch-sizes", "32"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "none b=32 seed=0: being trained by another-host pid 1, skipped" in out
+    assert f"no run is recorded in {tmp_path} yet, so no report is written" in out
+    assert f"no report in {tmp_path} yet" in out
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "tables.md").exists()

@@ -605,6 +605,8 @@ def end_of_job_lines(spec: SweepSpec) -> list[str]:
     from . import report
 
     if not spec.experiment.presets[spec.preset].budgets:
+        if not (spec.out_dir / report.REPORT_FILES["summary"]).is_file():
+            return [f"no report in {spec.out_dir} yet (no run is recorded there)"]
         return report.summary_lines(spec.out_dir)
     from .budget_report import answer_lines, budget_tables
     from .budgets import budget_folder, budgets_of

@@ -757,7 +757,12 @@ def run_sweep(
         summary = describe_result(spec, result.status, result.final, result.divergence)
         log(f"{label}: {summary} in {took} | {sweep.line()}")
     if context.is_main:
-        if shard is None:
+        if not any((spec.out_dir / "runs").glob("*.json")):
+            log(
+                f"no run is recorded in {spec.out_dir} yet, so no report is written: rerun the "
+                "same command once the workers training them have finished"
+            )
+        elif shard is None:
             write_report(spec)
         else:
             write_report_when_complete(spec, planned, log)
