@@ -76,6 +76,16 @@ def _nus_target(batch_size: int, top1: float, note: str = "") -> Target:
     )
 
 
+MLPERF_TOP1 = Target(
+    metric="top1",
+    value=0.759,
+    mode="max",
+    tolerance=0.0,
+    source="MLPerf Training rules, ResNet-50 v1.5 quality target",
+    status="external reference",
+    note="a quality bar (75.9% top-1 on the validation set), not a result",
+)
+
 TARGETS = (
     _nus_target(512, 0.7702, "an earlier README revision (commit 2d04402, 2021-03-18) gave 76.95%"),
     _nus_target(1024, 0.7696, "an earlier README revision (commit 2d04402) gave 77.06%"),
@@ -102,25 +112,11 @@ TARGETS = (
             "and stays unverified until the paper's table is read"
         ),
     ),
-    Target(
-        metric="top1",
-        value=0.759,
-        mode="max",
-        tolerance=0.0,
-        source="MLPerf Training rules, ResNet-50 v1.5 quality target",
-        status="external reference",
-        note="a quality bar (75.9% top-1 on the validation set), not a result",
-    ),
+    MLPERF_TOP1,
 )
 
-TIME_TO_TARGET = Target(
-    metric="top1",
-    value=0.759,
-    mode="max",
-    tolerance=0.0,
-    source="MLPerf Training rules, ResNet-50 v1.5 quality target",
-    status="external reference",
-)
+#: Time to result is timed to the same bar.
+TIME_TO_TARGET = MLPERF_TOP1
 
 CLAIM = Claim(
     text="CNN (ResNet-50, ImageNet) accuracy kept up to batch 32K with DATE, no re-tuning",
