@@ -310,19 +310,8 @@ def budgets_markdown(tables: Mapping[str, Any], out_dir: Path) -> str:
         )
         parts.append("![steps to result](plots/steps_to_result.png)\n")
     parts.append(noise_report.budget_noise_section(tables, out_dir))  # issue 15
-    provenance = tables["provenance"]
-    if provenance:
-        parts.append(
-            f"Provenance, from the {provenance['n_records']} run records' env: commit "
-            + ", ".join(f"`{c}`" for c in provenance["git_commits"])
-            + f"; run dates {' to '.join(provenance['dates'])}; hardware "
-            + ", ".join(f"`{d}`" for d in provenance["device_names"])
-            + "; torch "
-            + ", ".join(f"`{t}`" for t in provenance["torch"])
-            + "; commands "
-            + ", ".join(f"`{c}`" for c in provenance["commands"])
-            + ".\n"
-        )
+    if tables["provenance"]:
+        parts.append(report.provenance_line(tables["provenance"]) + "\n")
     return "\n".join(parts)
 
 

@@ -74,10 +74,6 @@ def _generated(folder: Path) -> tuple[dict[str, Any], dict[str, Any], str]:
     return summary, diff, tables
 
 
-def _join(values: Sequence[str]) -> str:
-    return ", ".join(f"`{value}`" for value in values) or report.NOT_RECORDED
-
-
 def _folder_section(folder: Path, link: str) -> str:
     summary, diff, tables = _generated(folder)
     provenance = summary["provenance"]
@@ -132,23 +128,8 @@ def _folder_section(folder: Path, link: str) -> str:
             "",
             f"Files: {files}",
             "",
-            provenance_line(provenance),
+            report.provenance_line(provenance),
         ]
-    )
-
-
-def provenance_line(provenance: dict) -> str:
-    """One line: where a section's numbers come from and what its runs cost, from the records."""
-    dates = " to ".join(provenance["dates"]) or report.NOT_RECORDED
-    cost = (
-        f"; {provenance['trained_runs']} runs trained, {provenance['wall_seconds_total'] / 60:.1f}"
-        " min of wall time summed over them (longer when the machine ran other work too)"
-    )
-    return (
-        f"Provenance, from the {provenance['n_records']} run records' env: commit "
-        f"{_join(provenance['git_commits'])}; run dates {dates}; hardware "
-        f"{_join(provenance['device_names'])}; torch {_join(provenance['torch'])}; command "
-        f"{_join(provenance['commands'])}{cost}."
     )
 
 
@@ -192,7 +173,7 @@ def _budget_section(root: Path, link: str) -> str:
             "",
             f"Per budget: {budgets}.",
             "",
-            provenance_line(provenance),
+            report.provenance_line(provenance),
         ]
     )
 

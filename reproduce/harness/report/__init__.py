@@ -70,7 +70,7 @@ from .record_files import (
     sweep_info,
     validate_record,
 )
-from .run_provenance import provenance
+from .run_provenance import provenance, provenance_line
 from .tables import divergence_notes, metric_table, recipe_table
 from .time_to_target import speedup_rows, speedup_table
 from .writer import DEFAULT_COMMAND, REPORT_FILES, write_report
@@ -108,6 +108,7 @@ __all__ = [
     "plot_lr_schedules",
     "plot_metric_vs_batch",
     "provenance",
+    "provenance_line",
     "read_record_files",
     "recipe_table",
     "speedup_rows",

@@ -73,3 +73,20 @@ def provenance_markdown(prov: Mapping[str, Any], command: str) -> str:
         f"(sha256 of the set: `{prov['records_sha256'][:16]}`; per-file hashes in "
         f"summary.json).\n\n{table}\n"
     )
+
+
+def provenance_line(prov: Mapping[str, Any]) -> str:
+    """One markdown line: where a section's numbers come from and what its runs cost."""
+
+    def listed(values: Sequence[str]) -> str:
+        return ", ".join(f"`{value}`" for value in values) or NOT_RECORDED
+
+    dates = " to ".join(prov["dates"]) or NOT_RECORDED
+    return (
+        f"Provenance, from the {prov['n_records']} run records' env: commit "
+        f"{listed(prov['git_commits'])}; run dates {dates}; hardware "
+        f"{listed(prov['device_names'])}; torch {listed(prov['torch'])}; command "
+        f"{listed(prov['commands'])}; {prov['trained_runs']} runs trained, "
+        f"{prov['wall_seconds_total'] / 60:.1f} min of wall time summed over them (longer when "
+        "the machine ran other work too)."
+    )
