@@ -237,6 +237,7 @@ def budget_noise_section(tables: Mapping[str, Any], out_dir: Path) -> str:
             unmeasured.append(f"{budget['epochs']:g}")
         band = report.tolerance_band(records, base, budget["band"]["floor"])
         points = breaking_points(records, band)
+        run_methods = {record["method"] for record in records}
         rows.append(
             [
                 f"{budget['epochs']:g}",
@@ -244,7 +245,7 @@ def budget_noise_section(tables: Mapping[str, Any], out_dir: Path) -> str:
                 + (f" (b{source})" if source is not None else ""),
                 *[
                     str((points.get(method) or {}).get("largest_kept") or "none")
-                    if method in {record["method"] for record in records}
+                    if method in run_methods
                     else "not run"
                     for method in methods
                 ],
