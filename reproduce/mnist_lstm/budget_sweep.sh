@@ -11,13 +11,20 @@
 # the steps-to-result curve at E = 40 in a third process:
 #   python reproduce/run.py mnist_lstm --preset budget --set epochs=40 --batch-sizes 4096,1024 \
 #     --methods date,linear,sqrt
+# SEEDS=3 gives every decisive cell 3 seeds (the preset: 3 at the base batch, 2 elsewhere); LANES=1
+# runs everything in one single-thread lane, leaving the other core free. The longer budgets:
+#   LANES=1 SEEDS=3 BUDGETS="40 80 160" DECISIVE_ONLY="40 80 160" reproduce/mnist_lstm/budget_sweep.sh
+# (E = 40 was published with 2 seeds: this adds the third and skips what is recorded.)
 # On a bigger machine `python reproduce/run.py mnist_lstm --preset budget` does it all in one lane.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1
 python=${PYTHON:-.venv/bin/python}
-budgets=${BUDGETS:-"10 20 40 80"}
+budgets=${BUDGETS:-"10 20 40 80 160"}
 decisive_only=${DECISIVE_ONLY:-""}
+lanes=${LANES:-2}
+seeds=()
+if [[ -n "${SEEDS:-}" ]]; then seeds=(--seeds "$SEEDS"); fi
 run() { "$python" -u reproduce/run.py mnist_lstm --preset budget "$@"; }
 tune() { "$python" -u reproduce/tune.py mnist_lstm --preset budget "$@"; }
 lane() {  # $1: budget, $2: the lane's methods at the base batch, $3: its methods at k > 1
@@ -25,17 +32,30 @@ lane() {  # $1: budget, $2: the lane's methods at the base batch, $3: its method
   run --set "epochs=$1" --batch-sizes 8192,4096 --methods "$3"
   run --set "epochs=$1" --batch-sizes 2048,1024,512,256 --methods "$3"
 }
+decisive() {  # $1: budget; the cells that decide the claim, x64 first, in one lane
+  run --set "epochs=$1" --batch-sizes 128 --methods linear,sqrt,date "${seeds[@]}"
+  run --set "epochs=$1" --batch-sizes 8192 --methods date,sqrt,linear "${seeds[@]}"
+  run --set "epochs=$1" --batch-sizes 2048 --methods date,sqrt,linear "${seeds[@]}"
+}
 for budget in $budgets; do
+  if [[ $lanes == 1 ]]; then
+    for lr in 0.05 0.1 0.2 0.4; do tune --set "epochs=$budget" --set "lr=$lr"; done
+    tune --set "epochs=$budget"
+    if [[ " $decisive_only " == *" $budget "* ]]; then decisive "$budget"; else
+      all=none,linear,linear-nowarmup,sqrt,sqrt-nowarmup,date; lane "$budget" "$all" "$all"
+    fi
+    continue
+  fi
   { tune --set "epochs=$budget" --set lr=0.05; tune --set "epochs=$budget" --set lr=0.2; } &
   { tune --set "epochs=$budget" --set lr=0.1; tune --set "epochs=$budget" --set lr=0.4; } &
   wait
   tune --set "epochs=$budget"  # every point recorded: writes the budget's tuning summary
   if [[ " $decisive_only " == *" $budget "* ]]; then
-    { run --set "epochs=$budget" --batch-sizes 128 --methods linear,sqrt,date
-      run --set "epochs=$budget" --batch-sizes 8192 --methods date
-      run --set "epochs=$budget" --batch-sizes 2048 --methods date,linear; } &
-    { run --set "epochs=$budget" --batch-sizes 8192 --methods linear,sqrt
-      run --set "epochs=$budget" --batch-sizes 2048 --methods sqrt; } &
+    { run --set "epochs=$budget" --batch-sizes 128 --methods linear,sqrt,date "${seeds[@]}"
+      run --set "epochs=$budget" --batch-sizes 8192 --methods date "${seeds[@]}"
+      run --set "epochs=$budget" --batch-sizes 2048 --methods date,linear "${seeds[@]}"; } &
+    { run --set "epochs=$budget" --batch-sizes 8192 --methods linear,sqrt "${seeds[@]}"
+      run --set "epochs=$budget" --batch-sizes 2048 --methods sqrt "${seeds[@]}"; } &
   else
     lane "$budget" none,linear,sqrt,date none,linear,linear-nowarmup &
     lane "$budget" linear-nowarmup,sqrt-nowarmup sqrt,sqrt-nowarmup,date &

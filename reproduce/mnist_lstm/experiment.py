@@ -139,14 +139,14 @@ EXPERIMENT = Experiment(
             base_seeds=3,
         ),
         # The full sweep at four epoch budgets (issue 12), lr tuned per budget at batch 128:
-        # at E = 10, batch 8192 gets 67 steps; at E = 80, 537. Two evaluations an epoch, so that
+        # at E = 10, batch 8192 gets 67 steps; at E = 160, 1074. Two evaluations an epoch, so that
         # steps to the target are resolved to half an epoch; 2 seeds where verdicts are decided.
         "budget": Preset(
             name="budget",
             batch_sizes=SWEEP_BATCH_SIZES,
             methods=date.METHODS,
             base_seeds=3,
-            budgets=(10, 20, 40, 80),
+            budgets=(10, 20, 40, 80, 160),
             decisive_seeds=2,
             evals_per_epoch=2.0,
         ),
