@@ -18,7 +18,7 @@ from reproduce.gnmt.decode import (
     length_penalty,
 )
 from reproduce.gnmt.experiment import MODEL_DEFAULTS, build_model
-from reproduce.gnmt.model import GNMT, EncodedSource, parameter_count
+from reproduce.gnmt.model import GNMT, EncodedSource, init_range_for, parameter_count
 from reproduce.gnmt.subword import BOS, EOS, PAD
 
 #: The full configuration (README "Default configuration": 4 layers of 1024, shared embedding;
@@ -45,17 +45,26 @@ def test_parameter_formula_matches_small_models(vocab, hidden, layers):
     assert sum(p.numel() for p in model.parameters()) == parameter_count(vocab, hidden, layers)
 
 
-def test_initialization_follows_the_reference():
-    model = GNMT(40, 16, 4)
+@pytest.mark.parametrize(
+    ("hidden", "width_scaled", "init_range"), [(16, True, 0.8), (16, False, 0.1), (1024, True, 0.1)]
+)
+def test_initialization_follows_the_reference(hidden, width_scaled, init_range):
+    """uniform(-r, r) with the reference's r = 0.1 at width 1024, scaled by sqrt(1024 / width)."""
+    model = GNMT(
+        40, hidden, 2 if hidden > 16 else 4, init_range=init_range_for(hidden, width_scaled)
+    )
+    assert init_range_for(hidden, width_scaled) == pytest.approx(init_range)
     for name, parameter in model.named_parameters():
         if "bias_hh" in name:
             assert torch.count_nonzero(parameter) == 0, name
         elif name == "attention.score_gain":
-            assert parameter.item() == pytest.approx(1 / math.sqrt(16))
+            assert parameter.item() == pytest.approx(1 / math.sqrt(hidden))
         elif name == "attention.score_bias":
             assert torch.count_nonzero(parameter) == 0
         else:
-            assert parameter.abs().max() <= 0.1, name
+            assert parameter.abs().max() <= init_range, name
+            if parameter.numel() >= 200:  # the whole range is used (else p < 1e-9)
+                assert parameter.abs().max() > 0.9 * init_range, name
 
 
 def _batch(generator: torch.Generator, vocab: int = 30):

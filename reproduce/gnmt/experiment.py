@@ -48,6 +48,7 @@ from torch import nn
 import date
 from date import Recipe
 from reproduce.datasets.integrity import DataError
+from reproduce.datasets.sequence_tasks import TASKS, SequenceTask
 from reproduce.datasets.wmt import (
     WMT16_TRAIN_PAIRS,
     ParallelText,
@@ -69,7 +70,7 @@ from .decode import (
     bleu_signature,
 )
 from .evaluate import TranslationSplit, evaluate_split
-from .model import GNMT
+from .model import GNMT, init_range_for
 from .subword import PAD, SubwordModel, SubwordOptions, load_or_train
 
 #: train.py ``--lr 2.00e-3`` (Adam) and ``--train-global-batch-size 1024`` (README).
@@ -114,7 +115,9 @@ GNMT_RECIPE = Recipe(
 #: The paper's GNMT range: the base batch times 1 ... 16.
 SWEEP_BATCH_SIZES = tuple(REFERENCE_BATCH * k for k in (1, 2, 4, 8, 16))
 
-CORPORA = ("wmt16", "newstest2014")
+#: WMT16 (the paper's), slices of the shipped newstest2014, and the rule-based copy and reverse
+#: tasks of reproduce/datasets/sequence_tasks.py (held-back random sequences).
+CORPORA = ("wmt16", "newstest2014", *TASKS)
 
 # --------------------------------------------------------------------------------------------
 # data
@@ -139,12 +142,29 @@ def _texts(source: str, data_dir: Path | None, config: Mapping[str, Any]):
     if corpus == "wmt16":
         train, valid = load_wmt16(source, data_dir)
         return train, valid, load_newstest2014("local", data_dir)
+    if corpus in TASKS:
+        return sequence_task(config).splits(
+            int(config["task_train_pairs"]), int(config["task_held_out_pairs"])
+        )
     newstest = load_newstest2014(source, data_dir)
     train = newstest.slice(int(config["train_start"]), int(config["train_stop"]))
     if config["eval_on_train"]:
         return train, None, None
     held_out = newstest.slice(int(config["eval_start"]), int(config["eval_stop"]))
     return train, held_out, held_out
+
+
+def sequence_task(config: Mapping[str, Any]) -> SequenceTask:
+    """The copy or reverse task the data config names."""
+    try:
+        return SequenceTask(
+            task=str(config["corpus"]),
+            vocab=int(config["task_vocab"]),
+            min_length=int(config["task_min_length"]),
+            max_length=int(config["task_max_length"]),
+        )
+    except ValueError as error:
+        raise DataError(f"data.task_*: {error}") from None
 
 
 def _subword(text: ParallelText, config: Mapping[str, Any]) -> tuple[SubwordModel, dict]:
@@ -244,6 +264,8 @@ def check_data(source: str, data_dir: Path | None, config: Mapping[str, Any]) ->
         check_wmt16(source, data_dir)
     elif config["corpus"] == "newstest2014":
         load_newstest2014(source, data_dir)
+    elif config["corpus"] in TASKS:
+        sequence_task(config)
     else:
         raise DataError(f"data.corpus={config['corpus']!r}: valid choices: {', '.join(CORPORA)}")
 
@@ -253,6 +275,8 @@ def train_examples(config: Mapping[str, Any]) -> int:
     the length filter removes some, known only with the data), or the newstest2014 slice."""
     if config["corpus"] == "wmt16":
         return WMT16_TRAIN_PAIRS
+    if config["corpus"] in TASKS:
+        return int(config["task_train_pairs"])
     size = int(config["train_stop"]) - int(config["train_start"])
     return min(size, int(config["train_pairs"]) or size)
 
@@ -295,6 +319,7 @@ def build_model(config: Mapping[str, Any]) -> nn.Module:
         num_layers=int(config["num_layers"]),
         dropout=float(config["dropout"]),
         label_smoothing=float(config["label_smoothing"]),
+        init_range=init_range_for(int(config["hidden_size"]), bool(config["init_width_scaled"])),
     )
 
 
@@ -384,6 +409,9 @@ MODEL_DEFAULTS = {
     "num_layers": 4,  # README: "4-layer LSTM"; train.py --num-layers 4
     "dropout": 0.2,  # README: "probability of dropout is set to 0.2"
     "label_smoothing": 0.1,  # README: "label smoothing loss (smoothing factor 0.1)"
+    # uniform(-0.1, 0.1) at width 1024, scaled by sqrt(1024 / hidden_size) elsewhere (model.py);
+    # false: 0.1 at every width
+    "init_width_scaled": True,
 }
 DATA_DEFAULTS = {
     "corpus": "wmt16",
@@ -413,6 +441,13 @@ DATA_DEFAULTS = {
     "eval_start": 0,
     "eval_stop": 0,
     "eval_on_train": False,
+    # corpus="copy" or "reverse" (sequence_tasks.py): random sequences of task_vocab words, of
+    # task_min_length to task_max_length words; task_held_out_pairs each for validation and test
+    "task_vocab": 100,
+    "task_min_length": 5,
+    "task_max_length": 20,
+    "task_train_pairs": 4096,
+    "task_held_out_pairs": 256,
 }
 
 #: Smoke: seconds. The tests' 64 short pairs of newstest2014 (subwords trained on its first 1,500
@@ -478,6 +513,34 @@ QUICK = Preset(
     band_floor=0.02,
 )
 
+#: The rule-based tasks at a reduced width: a 2-layer GNMT of width 64 on 4,096 random sequences,
+#: BLEU (beam and greedy) on 256 held-back ones; tests/test_gnmt_tasks.py runs both tasks.
+TASK_MODEL = {"vocab_size": 512, "hidden_size": 64, "num_layers": 2, "dropout": 0.0}
+TASK_DATA = {
+    "corpus": "reverse",
+    "vocab_size": 512,  # 260 byte and special pieces, 25 letters, 120 merges: one piece a word
+    "latin1_filter": False,
+    "max_length": 24,  # 20 words, BOS and EOS
+    "valid_max_length": 24,
+    "valid_bleu": False,
+    "max_decode_length": 30,
+}
+TASKS_PRESET = Preset(
+    name="tasks",
+    batch_sizes=(32,),
+    recipe={
+        "batch_size": 32,
+        "lr": 3e-3,
+        "epochs": 8,
+        "warmup_epochs": 0.25,
+        "milestones": reference_milestones(8),
+    },
+    model=TASK_MODEL,
+    data=TASK_DATA,
+    methods=("date",),
+    evals_per_epoch=0.5,
+)
+
 FULL = Preset(
     name="full",
     batch_sizes=SWEEP_BATCH_SIZES,
@@ -492,7 +555,7 @@ EXPERIMENT = Experiment(
         "batch 1024 to 16384."
     ),
     base_recipe=GNMT_RECIPE,
-    presets={"smoke": SMOKE, "quick": QUICK, "full": FULL},
+    presets={"smoke": SMOKE, "quick": QUICK, "tasks": TASKS_PRESET, "full": FULL},
     build_data=build_data,
     build_model=build_model,
     loss=loss,

@@ -17,7 +17,14 @@ rnn_translator/README.md, "4. Model"). Written here from those descriptions, not
   + b), with g initialized to 1/sqrt(hidden_size) and b to zero;
 - LSTM states start at zero (the decoder's too, not the encoder's final state);
 - every weight uniform(-0.1, 0.1), except the LSTMs' hidden-hidden biases, which start at zero
-  (seq2seq/utils.py ``init_lstm_``).
+  (seq2seq/utils.py ``init_lstm_``), at the reference's width 1024. At other widths the range is
+  scaled by sqrt(1024 / hidden_size) (``init_range_for``), so that a layer's pre-activations have
+  the reference's scale: a sum over hidden_size inputs grows as sqrt(hidden_size). With the fixed
+  range 0.1 at width 64 the encoder outputs differ 12x less between source positions and W_k k is
+  16x smaller than at width 1024; the attention's score gradients, a product of the two, start
+  near 1e-7 (the query's near 1e-10: in tanh's linear range the query only shifts every score
+  equally), and a reduced-width model learned neither copy nor reverse in 1,400 steps, while the
+  same model with the scaled range learned copy in 600 (tests/test_gnmt_tasks.py).
 
 Tensors are batch-first here (the reference defaults to time-first); the arithmetic is the same.
 """
@@ -33,8 +40,18 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .subword import PAD
 
-#: Range of the uniform initializer of every weight (reference: ``init_weight=0.1``).
+#: Range of the uniform initializer of every weight (reference: ``init_weight=0.1``) ...
 INIT_RANGE = 0.1
+#: ... at the reference's width (README: "hidden size 1024").
+REFERENCE_WIDTH = 1024
+
+
+def init_range_for(hidden_size: int, width_scaled: bool = True) -> float:
+    """The reference's range at width 1024, scaled by sqrt(1024 / hidden_size) at other widths
+    (module docstring); the fixed 0.1 with ``width_scaled=False``."""
+    if not width_scaled:
+        return INIT_RANGE
+    return INIT_RANGE * math.sqrt(REFERENCE_WIDTH / hidden_size)
 
 
 def init_lstm(lstm: nn.LSTM, init_range: float = INIT_RANGE) -> None:
@@ -123,8 +140,9 @@ class GNMT(nn.Module):
         num_layers: int = 4,
         dropout: float = 0.2,
         label_smoothing: float = 0.1,
-        init_range: float = INIT_RANGE,
+        init_range: float | None = None,
     ) -> None:
+        """``init_range`` None: ``init_range_for(hidden_size)`` (the reference's at width 1024)."""
         super().__init__()
         if num_layers < 2:
             raise ValueError(
@@ -134,6 +152,8 @@ class GNMT(nn.Module):
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.label_smoothing = label_smoothing
+        if init_range is None:
+            init_range = init_range_for(hidden_size)
         self.embedding = nn.Embedding(vocab_size, hidden_size, padding_idx=PAD)
         nn.init.uniform_(self.embedding.weight, -init_range, init_range)
         self.dropout = nn.Dropout(dropout)

@@ -75,7 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
             "whose data is not shipped defaults to full): minutes on a CPU, the "
             "trend on a reduced budget; full: the paper's setting, whose records are published; "
             "budget (where an experiment has it): the full sweep repeated at several epoch "
-            "budgets, each with its base recipe tuned at the base batch"
+            "budgets, each with its base recipe tuned at the base batch; proxy (gnmt, "
+            "imagenet_resnet50): the paper's claim on a small real or rule-based task, with the "
+            "real model code and recipe at reduced size; tasks (gnmt): copy and reverse of random "
+            "sequences, which only a model that uses its source can pass"
         ),
     )
     parser.add_argument(

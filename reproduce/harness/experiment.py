@@ -23,7 +23,7 @@ from .targets import Claim, Target
 
 PRESET_NAMES = ("smoke", "quick", "full")  # every experiment has these
 #: Presets an experiment may add: ``budget`` repeats the sweep at several epoch budgets.
-OPTIONAL_PRESET_NAMES = ("budget",)
+OPTIONAL_PRESET_NAMES = ("budget", "proxy", "tasks")
 
 
 @dataclass(frozen=True)
