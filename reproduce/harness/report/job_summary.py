@@ -18,7 +18,7 @@ from reproduce.harness.targets import Target
 
 from .aggregation import Aggregate, aggregate, group_by_cell
 from .formatting import fmt_k, fmt_number
-from .paper_verdicts import judged_headline
+from .paper_verdicts import judged_headline, verdict_cell
 from .record_files import divergence_text, read_record_files
 from .writer import REPORT_FILES
 
@@ -110,7 +110,7 @@ def _claim_line(row: Mapping[str, Any], largest: Mapping[str, int], base: int) -
     if row["target"] is None:
         return f"{what}: no verified reference ({row['note'] or row['status']}); {measured}"
     band = f"{fmt_number(row['target'])} ± {fmt_number(row['tolerance'], strip=True)}"
-    return f"{what}: {verdict}: {measured} vs base {band}"
+    return f"{what}: {verdict_cell(row)}: {measured} vs base {band}"
 
 
 def summary_lines(out_dir: str | os.PathLike[str]) -> list[str]:
@@ -131,6 +131,9 @@ def summary_lines(out_dir: str | os.PathLike[str]) -> list[str]:
     reference = _band_reference(band)
     direction = "higher is better" if band["mode"] == "max" else "lower is better"
     lines = [f"{summary['experiment']} / {summary['preset']}: {len(records)} run records in {out}"]
+    proxy = summary.get("proxy")
+    if proxy:
+        lines.append(f"{proxy['label']}: {proxy['setting']}")
     if reference is None:
         lines.append(f"base batch {base}: no ok run, so no band to judge larger batches by")
     else:
@@ -151,7 +154,7 @@ def summary_lines(out_dir: str | os.PathLike[str]) -> list[str]:
             f"partial sweep: {coverage['recorded']} of the {coverage['planned']} planned runs of "
             f"the {coverage['preset']} preset are recorded (tables.md lists the missing ones)"
         )
-    headline = judged_headline(summary["paper_diff"]["verdicts"])
+    headline = judged_headline(summary["paper_diff"]["verdicts"], (proxy or {}).get("label"))
     lines.append("paper diff: " + headline.replace("**", ""))  # plain text, not markdown
     largest = {method: max(c.batch_size for c in cells if c.method == method) for method in methods}
     lines += [
