@@ -18,7 +18,7 @@ from reproduce.harness.targets import Target
 
 from .aggregation import Aggregate, aggregate, group_by_cell
 from .formatting import fmt_k, fmt_number
-from .paper_verdicts import judged_headline, verdict_cell
+from .paper_verdicts import judged_headline
 from .record_files import divergence_text, read_record_files
 from .writer import REPORT_FILES
 
@@ -93,8 +93,11 @@ def _method_line(
 
 
 def _claim_line(row: Mapping[str, Any], largest: Mapping[str, int], base: int) -> str:
-    """One paper claim's verdict in words (rows of paper_diff.json, kind "claim")."""
-    what = f"paper claim {row['what']!r}"
+    """One paper claim's verdict in words (rows of paper_diff.json, kind "claim"); a proxy's
+    records are judged under their label."""
+    what = f"paper claim {row['what']!r}" + (
+        f", judged on a {row['proxy']}" if row.get("proxy") else ""
+    )
     method, k = row["method"], fmt_k(row["k"])
     verdict = row["verdict"]
     if verdict == "not run":
@@ -110,7 +113,7 @@ def _claim_line(row: Mapping[str, Any], largest: Mapping[str, int], base: int) -
     if row["target"] is None:
         return f"{what}: no verified reference ({row['note'] or row['status']}); {measured}"
     band = f"{fmt_number(row['target'])} ± {fmt_number(row['tolerance'], strip=True)}"
-    return f"{what}: {verdict_cell(row)}: {measured} vs base {band}"
+    return f"{what}: {verdict}: {measured} vs base {band}"
 
 
 def summary_lines(out_dir: str | os.PathLike[str]) -> list[str]:
