@@ -204,23 +204,25 @@ def synthetic_batch(
 # The proxy (``--preset proxy``): the experiment's own ResNet-50, loss, LARS recipe and ghost
 # batch norm, on a small real image set that ships (MNIST digits, reproduce/imagenet_resnet50/
 # digits.py), to compare the scaling rules at x16 and x64 where ImageNet cannot run. Why each size:
-# - MNIST rather than scikit-learn's digits: the train set must hold at least 64 base batches;
-#   load_digits has 1,797 images in all (8x8 px), too few to hold 64 x 8 training images plus a
-#   validation and a test split of useful size, while MNIST gives any training size, a held-out
-#   validation split and its own test set. At 32 px a training image costs the same either way
-#   (the last stages run at 1x1 below 32 px, so a smaller input saves little).
-# - Base batch 8: a CPU step of ResNet-50 has a large fixed cost, so the proxy's cost is the
-#   images it reads, epochs x training images, the same at every batch; steps at x64 are that
-#   over 64 x the base batch. A base of 8 gives x64 (512) the most steps the budget affords;
-#   smaller, batch norm over 4 images. Ghost batch norm is the experiment's rule: the micro-batch
-#   (8 at the base batch, 32 above it: the CPU limit), where NUS had 64-128 per GPU at every
-#   batch.
-# - 1,024 training images for 8 epochs: what one single-thread lane on this project's 2-core
-#   machine trains for the 14 runs in about an hour (the records' wall times say what it took):
-#   1,024 steps at the base batch, 64 at x16, 16 at x64.
+# - MNIST rather than scikit-learn's digits: on one CPU thread a ResNet-50 training image costs
+#   about the same at 8, 16 or 32 px (the last stages run at 1x1 below 32 px, and they hold most
+#   of the weights), so the source does not change a run's cost; load_digits has 1,797 images in
+#   all, at 8x8 px with 17 gray levels, which caps training, validation and test together, while
+#   MNIST's 28x28 digits give any training size, a held-out validation split and a test split
+#   large enough to resolve the base band (2,000 images).
+# - Base batch 8: the cost of a run is epochs x training images (about the same per image at any
+#   batch, somewhat more at micro-batches under 32), and x64 gets that over 64 x the base batch
+#   in steps; a base of 8 gives x64 (512) the most steps the budget affords, where a smaller one
+#   would put batch norm over 4 images. Ghost batch norm is the experiment's CPU rule: the
+#   micro-batch is 8 at the base batch and 32 above it, where NUS had 64-128 per GPU at every batch.
+# - 1,024 training images (the train set holds 2 x 64 base batches) for 8 epochs: sized by
+#   --plan's estimate for about an hour of one single-thread lane for the 14 trained runs; the
+#   records' wall times say what it took. That is 1,024 steps at the base batch, 64 at x16, 16 at
+#   x64.
 # - The NUS lr 2^2 at the base batch, not tuned: it learns there (the base runs' validation
-#   curves), so the recipe is scaled from it as DATE prescribes. The warmup is NUS's shape: 10
-#   of 90 epochs at x64, so DATE's x64 warmup is the same share of the proxy's budget.
+#   curves), so the recipe is scaled from it as DATE prescribes. The warmup keeps NUS's shape (10
+#   of 90 epochs at x64): DATE's x64 warmup is the same share of the proxy's budget. The residual
+#   scales start at 1 (``zero_init_residual`` false), as in the NUS recipe and the full preset.
 PROXY_BASE_BATCH = 8
 PROXY_EPOCHS = 8
 PROXY_TRAIN_IMAGES = 1024
