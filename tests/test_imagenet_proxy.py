@@ -254,6 +254,10 @@ def test_the_readme_section_shows_the_proxy_as_a_proxy(smoke_sweep):
     table = [line for line in section.splitlines() if line.startswith("| claim")]
     assert table and all(line.rstrip(" |").endswith(f"({PROXY_LABEL})") for line in table)
     assert f"{PROXY_LABEL}." in section  # the verdict counts' sentence
+    # The paper's references are not set against the digits, in the README either.
+    assert not [line for line in section.splitlines() if line.startswith("| target")]
+    targets = len(EXPERIMENT.targets)
+    assert f"The paper's {targets} reference values are listed in [paper_diff.md]" in section
 
 
 # --------------------------------------------------------------- the label, from records alone

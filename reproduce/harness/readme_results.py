@@ -76,6 +76,11 @@ def _generated(folder: Path) -> tuple[dict[str, Any], dict[str, Any], str]:
     return summary, diff, tables
 
 
+def _uncompared(row: dict[str, Any]) -> bool:
+    """A paper reference beside a proxy's records: listed in paper_diff.md, not compared."""
+    return bool(row.get("proxy")) and row["kind"] == "target"
+
+
 def _folder_section(folder: Path, link: str) -> str:
     summary, diff, tables = _generated(folder)
     provenance = summary["provenance"]
@@ -91,8 +96,9 @@ def _folder_section(folder: Path, link: str) -> str:
             report.verdict_cell(row),
         ]
         for row in diff["rows"]
-        if row["kind"] in ("target", "claim")
+        if row["kind"] in ("target", "claim") and not _uncompared(row)
     ]
+    uncompared = sum(_uncompared(row) for row in diff["rows"])
     verdict_table = (
         tabulate(
             rows,
@@ -103,6 +109,11 @@ def _folder_section(folder: Path, link: str) -> str:
         if rows
         else "No targets or claims are defined for this experiment."
     )
+    if uncompared:  # a proxy's: listed in its paper_diff.md, never set against its records
+        verdict_table += (
+            f"\n\nThe paper's {uncompared} reference values are listed in "
+            f"[paper_diff.md]({link}/paper_diff.md) and never compared with a proxy's records."
+        )
     files = " · ".join(
         [
             f"[tables]({link}/tables.md)",

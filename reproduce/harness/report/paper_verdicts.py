@@ -166,9 +166,8 @@ def paper_diff(
             if info.proxy is not None:
                 row["verdict"] = "not applicable"
                 row["note"] = (
-                    f"a reference for the paper's setting at the paper's batch; these records "
-                    f"are a {info.proxy['label']} ({info.proxy['setting']}), never compared "
-                    "with it"
+                    "a reference for the paper's setting, never compared with these records of "
+                    "a proxy (see the proxy's setting above)"
                 )
             elif reduced:
                 row["verdict"] = "not applicable"
