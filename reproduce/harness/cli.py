@@ -824,6 +824,7 @@ def main_report(argv: Sequence[str] | None = None) -> int:
                 "mode": diff["mode"],
                 "verdicts": summary["paper_diff"]["verdicts"],
                 "missed_verified": diff["missed_verified"],
+                "proxy": summary.get("proxy"),  # a small stand-in for the paper's setting
                 # the rows report.missed_verified counts: targets and claims judged "missed"
                 "missed": [
                     {key: row[key] for key in missed_keys}
@@ -859,7 +860,8 @@ def main_report(argv: Sequence[str] | None = None) -> int:
                 print(
                     f"  {summary['folder']}: {row['kind']} {row['what']!r} ({row['method']}, "
                     f"batch {row['batch_size']}): ours {row['ours']} vs {row['target']} "
-                    f"± {row['tolerance']} ({row['source']})",
+                    f"± {row['tolerance']} ({row['source']})"
+                    + (f" [{summary['proxy']['label']}]" if summary["proxy"] else ""),
                     file=sys.stderr,
                 )
         return 1

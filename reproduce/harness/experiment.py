@@ -22,8 +22,12 @@ from date import Recipe
 from .targets import Claim, Target
 
 PRESET_NAMES = ("smoke", "quick", "full")  # every experiment has these
-#: Presets an experiment may add: ``budget`` repeats the sweep at several epoch budgets.
+#: Presets an experiment may add: ``budget`` repeats the sweep at several epoch budgets;
+#: ``proxy`` runs the experiment's own model and recipe on a small real or rule-based task that
+#: ships; ``tasks`` (gnmt) checks that the model uses its source (copy and reverse).
 OPTIONAL_PRESET_NAMES = ("budget", "proxy", "tasks")
+#: What the reports of a proxy preset's records say beside every verdict (``Preset.proxy``).
+PROXY_LABEL = "proxy at small scale, not the paper's setting"
 
 
 @dataclass(frozen=True)
@@ -161,14 +165,30 @@ class Preset:
     primary_metric: str | None = None
     mode: str | None = None
     band_floor: float | None = None
+    # A proxy preset trains the experiment's own model and recipe on a small stand-in for the
+    # paper's data (a set that ships), where the paper's setting cannot run here: ``proxy`` says
+    # what stands in for what. Its records carry it with PROXY_LABEL (``proxy_record``), and the
+    # reports print that label beside every verdict and never set the paper's reference values
+    # against these records.
+    proxy: str | None = None
 
     def __post_init__(self) -> None:
+        if self.proxy is not None and not self.proxy.strip():
+            raise ValueError(f"preset {self.name!r}: proxy must say what stands in for what")
         if (self.primary_metric is None) != (self.mode is None):
             raise ValueError(f"preset {self.name!r}: set primary_metric and mode together")
         if self.mode is not None and self.mode not in ("min", "max"):
             raise ValueError(
                 f"preset {self.name!r}: mode must be 'min' or 'max', got {self.mode!r}"
             )
+
+
+def proxy_record(preset: Preset) -> dict[str, str] | None:
+    """The ``proxy`` field of a run record of ``preset``: the label its reports print beside
+    every verdict and what the proxy stands in for; None for a preset of the paper's setting."""
+    if preset.proxy is None:
+        return None
+    return {"label": PROXY_LABEL, "setting": preset.proxy}
 
 
 @dataclass(frozen=True)

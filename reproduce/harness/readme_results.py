@@ -1,5 +1,6 @@
-"""The README's results section, generated from the report files of every ``results/*/full``
-and ``results/*/quick`` folder that has records (the paper's setting, then the reduced one).
+"""The README's results section, generated from the report files of every ``results/*/full``,
+``results/*/proxy`` and ``results/*/quick`` folder that has records (the paper's setting, a proxy
+of it, then the reduced one), and of every budget sweep.
 
 The section sits between ``README_BEGIN`` and ``README_END``; ``python reproduce/report.py
 --readme`` rewrites it and ``--check-readme`` (and tests/test_readme_results.py) compare it with a
@@ -20,9 +21,10 @@ from . import report
 README_BEGIN = "<!-- results:begin -->"
 README_END = "<!-- results:end -->"
 README_COMMAND = "python reproduce/report.py --readme"
-#: The presets the README shows, in this order within an experiment: the paper's setting, and the
-#: reduced one that fits a small machine (labelled as such by its heading and its records).
-README_PRESETS = ("full", "quick")
+#: The presets the README shows, in this order within an experiment: the paper's setting, a proxy
+#: of it on a small real task (labelled as such by its records, whose label stands beside every
+#: verdict), and the reduced one that fits a small machine (labelled by its heading and records).
+README_PRESETS = ("full", "proxy", "quick")
 PLOT_LINKS = (
     ("metric vs batch", "plots/metric_vs_batch.png"),
     ("lr schedules", "plots/lr_schedules.png"),
@@ -74,6 +76,11 @@ def _generated(folder: Path) -> tuple[dict[str, Any], dict[str, Any], str]:
     return summary, diff, tables
 
 
+def _uncompared(row: dict[str, Any]) -> bool:
+    """A paper reference beside a proxy's records: listed in paper_diff.md, not compared."""
+    return bool(row.get("proxy")) and row["kind"] == "target"
+
+
 def _folder_section(folder: Path, link: str) -> str:
     summary, diff, tables = _generated(folder)
     provenance = summary["provenance"]
@@ -86,11 +93,12 @@ def _folder_section(folder: Path, link: str) -> str:
             report.markdown_text(row["method"]),
             report.target_cell(row),
             report.ours_cell(row),
-            row["verdict"],
+            report.verdict_cell(row),
         ]
         for row in diff["rows"]
-        if row["kind"] in ("target", "claim")
+        if row["kind"] in ("target", "claim") and not _uncompared(row)
     ]
+    uncompared = sum(_uncompared(row) for row in diff["rows"])
     verdict_table = (
         tabulate(
             rows,
@@ -101,6 +109,11 @@ def _folder_section(folder: Path, link: str) -> str:
         if rows
         else "No targets or claims are defined for this experiment."
     )
+    if uncompared:  # a proxy's: listed in its paper_diff.md, never set against its records
+        verdict_table += (
+            f"\n\nThe paper's {uncompared} reference values are listed in "
+            f"[paper_diff.md]({link}/paper_diff.md) and never compared with a proxy's records."
+        )
     files = " · ".join(
         [
             f"[tables]({link}/tables.md)",
@@ -109,10 +122,16 @@ def _folder_section(folder: Path, link: str) -> str:
             *[f"[{label}]({link}/{path})" for label, path in PLOT_LINKS],
         ]
     )
+    proxy = summary.get("proxy")
+    proxy_lines = [f"**{proxy['label'].capitalize()}**: {proxy['setting']}.", ""] if proxy else []
+    headline = report.judged_headline(
+        summary["paper_diff"]["verdicts"], proxy["label"] if proxy else None
+    )
     return "\n".join(
         [
             f"### {summary['experiment']} / {summary['preset']}",
             "",
+            *proxy_lines,
             f"**{heading}**",
             "",
             metric_table,
@@ -122,7 +141,7 @@ def _folder_section(folder: Path, link: str) -> str:
                 if summary.get("coverage")
                 else []
             ),
-            f"**Paper diff.** {report.judged_headline(summary['paper_diff']['verdicts'])}",
+            f"**Paper diff.** {headline}",
             "",
             verdict_table,
             "",
@@ -180,7 +199,7 @@ def _budget_section(root: Path, link: str) -> str:
 
 def readme_results_section(results_root: Path, link_prefix: str = "results") -> str:
     """The README's results section (markers excluded), generated from the report files of every
-    ``results/*/{full,quick}`` folder with records (README_PRESETS). Links start with
+    ``results/*/{full,proxy,quick}`` folder with records (README_PRESETS). Links start with
     ``link_prefix`` (the results folder as seen from the README). Raises StaleReport when a
     folder's report is missing or stale."""
     results_root = Path(results_root)
@@ -198,7 +217,7 @@ def readme_results_section(results_root: Path, link_prefix: str = "results") -> 
             f"`{README_COMMAND}` fills this section from them."
         )
         return f"{intro}\n{body}"
-    order = {"full": 0, "budget": 1, "quick": 2}
+    order = {"full": 0, "budget": 1, "proxy": 2, "quick": 3}
     ranked = [
         (folder.parent.name, order[folder.name], _folder_section(folder, link(folder)))
         for folder in folders

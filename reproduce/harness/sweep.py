@@ -26,7 +26,7 @@ from .checkpoint import CheckpointPolicy, CorruptCheckpoint, load_checkpoint, se
 from .claims import CLAIMS_FOLDER, Claim
 from .devices import Device, resolve_device
 from .distributed import DistributedContext, init_distributed
-from .experiment import DataBundle, Experiment, TrainData
+from .experiment import DataBundle, Experiment, TrainData, proxy_record
 from .io import atomic_write_json, remove_stale_temporaries
 from .records import (
     SCHEMA_VERSION,
@@ -339,6 +339,7 @@ def build_record(
         "base_batch_size": spec.base_recipe.batch_size,
         "seed": run.seed,
         "status": result.status,
+        "proxy": proxy_record(experiment.presets[spec.preset]),
         "primary_metric": metric,
         "mode": mode,
         "final": result.final,

@@ -29,10 +29,12 @@ import torch
 import date
 from date import Recipe
 from reproduce.datasets import imagenet
-from reproduce.harness.experiment import Batch, Divergence, Experiment, Preset
+from reproduce.datasets.integrity import DataError, positive_count
+from reproduce.harness.experiment import Batch, DataBundle, Divergence, Experiment, Preset
 from reproduce.harness.targets import Claim, Target
 
-from .data import build_data
+from . import data as imagenet_data
+from . import digits
 from .model import build_model, evaluate, loss
 
 #: 512 to 32768 (x64): the NUS README's range (512 ... 32K) and the abstract's "up to 32K".
@@ -146,14 +148,39 @@ DATA_DEFAULTS = {
 }
 
 
+#: The image sets the experiment reads (``data.dataset``, set by a preset; ImageNet unless
+#: one says otherwise): ImageNet itself, or MNIST's digits for the proxy preset.
+DATASETS = ("imagenet", "mnist")
+
+
+def dataset_of(config: Mapping[str, Any]) -> str:
+    """The preset's image set (``data.dataset``), checked: DataError (exit 2) names the choices."""
+    dataset = config.get("dataset", "imagenet")
+    if dataset not in DATASETS:
+        raise DataError(f"data.dataset={dataset!r}: valid choices: {', '.join(DATASETS)}")
+    return str(dataset)
+
+
+def build_data(source: str, data_dir: Path | None, config: Mapping[str, Any]) -> DataBundle:
+    """ImageNet (``data.build_data``), or MNIST's digits as ResNet input for the proxy preset
+    (``digits.build_digits``); ``--data-dir`` is then where that set is."""
+    if dataset_of(config) == "mnist":
+        return digits.build_digits(source, data_dir, config)
+    return imagenet_data.build_data(source, data_dir, config)
+
+
 def check_data(source: str, data_dir: Path | None, config: Mapping[str, Any]) -> None:
+    if dataset_of(config) == "mnist":
+        return  # shipped; build_digits checks the files' hashes as it reads them
     imagenet.check_data(source, data_dir, bool(config["sample"]))
 
 
 def train_examples(config: Mapping[str, Any]) -> int:
     """The training split's size without reading it: 1,281,167 for ImageNet-1k, 10 for the
     sample; for a class subset, the same share of 1,281,167 (classes hold 732 to 1,300 images,
-    so this is approximate until the data is read)."""
+    so this is approximate until the data is read); the proxy's ``data.train_examples``."""
+    if dataset_of(config) == "mnist":
+        return positive_count(config, "train_examples")
     if config["sample"]:
         return 10
     classes = len(imagenet.class_subset(int(config["classes"])))
@@ -169,9 +196,66 @@ def synthetic_batch(
     images = torch.randint(
         0, 256, (size, 3, image_size, image_size), dtype=torch.uint8, generator=generator
     )
-    labels = torch.randint(0, imagenet.CLASSES, (size,), generator=generator)
+    classes = int(model_config.get("classes", imagenet.CLASSES))
+    labels = torch.randint(0, classes, (size,), generator=generator)
     return Batch((images, labels))
 
+
+# The proxy (``--preset proxy``): the experiment's own ResNet-50, loss, LARS recipe and ghost
+# batch norm, on a small real image set that ships (MNIST digits, reproduce/imagenet_resnet50/
+# digits.py), to compare the scaling rules at x16 and x64 where ImageNet cannot run. Why each size:
+# - MNIST rather than scikit-learn's digits: on one CPU thread a ResNet-50 training image costs
+#   about the same at 8, 16 or 32 px (the last stages run at 1x1 below 32 px, and they hold most
+#   of the weights), so the source does not change a run's cost; load_digits has 1,797 images in
+#   all, at 8x8 px with 17 gray levels, which caps training, validation and test together, while
+#   MNIST's 28x28 digits give any training size, a held-out validation split and a test split
+#   large enough to resolve the base band (2,000 images).
+# - Base batch 8: the cost of a run is epochs x training images (about the same per image at any
+#   batch, somewhat more at micro-batches under 32), and x64 gets that over 64 x the base batch
+#   in steps; a base of 8 gives x64 (512) the most steps the budget affords, where a smaller one
+#   would put batch norm over 4 images. Ghost batch norm is the experiment's CPU rule: the
+#   micro-batch is 8 at the base batch and 32 above it, where NUS had 64-128 per GPU at every batch.
+# - 1,024 training images (the train set holds 2 x 64 base batches) for 8 epochs: sized by
+#   --plan's estimate for about an hour of one single-thread lane for the 14 trained runs; the
+#   records' wall times say what it took. That is 1,024 steps at the base batch, 64 at x16, 16 at
+#   x64.
+# - The NUS lr 2^2 at the base batch, not tuned: it learns there (the base runs' validation
+#   curves), so the recipe is scaled from it as DATE prescribes. The warmup keeps NUS's shape (10
+#   of 90 epochs at x64): DATE's x64 warmup is the same share of the proxy's budget. The residual
+#   scales start at 1 (``zero_init_residual`` false), as in the NUS recipe and the full preset.
+PROXY_BASE_BATCH = 8
+PROXY_EPOCHS = 8
+PROXY_TRAIN_IMAGES = 1024
+PROXY_WARMUP_EPOCHS = PROXY_EPOCHS * (10 / 90) / 64
+
+PROXY = Preset(
+    name="proxy",
+    batch_sizes=(PROXY_BASE_BATCH, 16 * PROXY_BASE_BATCH, 64 * PROXY_BASE_BATCH),
+    recipe={
+        "batch_size": PROXY_BASE_BATCH,
+        "epochs": PROXY_EPOCHS,
+        "warmup_epochs": PROXY_WARMUP_EPOCHS,
+    },
+    model={"classes": digits.CLASSES},
+    data={
+        "dataset": "mnist",
+        "image_size": 32,
+        "train_examples": PROXY_TRAIN_IMAGES,
+        "valid_examples": 500,  # evaluated every epoch
+        "test_examples": 2000,  # evaluated once, at the end
+        "workers": 0,
+        "eval_batch_size": 500,
+    },
+    methods=("date", "sqrt", "linear"),
+    base_seeds=2,
+    decisive_seeds=2,
+    proxy=(
+        f"ResNet-50 with the NUS LARS recipe on {PROXY_TRAIN_IMAGES:,} MNIST digits (10 classes) "
+        f"at 32x32 px for {PROXY_EPOCHS} epochs, batch {PROXY_BASE_BATCH} to "
+        f"{64 * PROXY_BASE_BATCH} (x64), standing in for ImageNet-1k at 224 px for 90 epochs, "
+        "batch 512 to 32K"
+    ),
+)
 
 EXPERIMENT = Experiment(
     name="imagenet_resnet50",
@@ -213,6 +297,7 @@ EXPERIMENT = Experiment(
             methods=date.METHODS,
             base_seeds=3,
         ),
+        "proxy": PROXY,
     },
     build_data=build_data,
     build_model=build_model,

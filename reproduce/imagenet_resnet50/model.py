@@ -15,12 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reproduce.datasets.imagenet import normalize
+from reproduce.datasets.imagenet import CLASSES, normalize
 from reproduce.harness.experiment import Batch
 
 
 def build_model(config: Mapping[str, Any]) -> nn.Module:
-    """torchvision's ResNet-50, randomly initialized (He et al. 2015 for convolutions).
+    """torchvision's ResNet-50, randomly initialized (He et al. 2015 for convolutions), with
+    ``classes`` outputs (1000 unless a preset sets it: the proxy's 10 digits).
 
     ``zero_init_residual`` starts the last batch-norm scale of every residual block at 0, so each
     block begins as the identity (Goyal et al. 2017, section 5.1). ``channels_last`` stores the
@@ -28,7 +29,11 @@ def build_model(config: Mapping[str, Any]) -> nn.Module:
     """
     from torchvision.models import resnet50
 
-    model = resnet50(weights=None, zero_init_residual=bool(config["zero_init_residual"]))
+    model = resnet50(
+        weights=None,
+        num_classes=int(config.get("classes", CLASSES)),
+        zero_init_residual=bool(config["zero_init_residual"]),
+    )
     if config["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     model.label_smoothing = float(config["label_smoothing"])

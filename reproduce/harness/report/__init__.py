@@ -54,6 +54,7 @@ from .paper_verdicts import (
     paper_diff,
     paper_diff_markdown,
     target_cell,
+    verdict_cell,
     verdict_counts,
 )
 from .plan_coverage import PlannedRun, coverage, coverage_markdown
@@ -118,6 +119,7 @@ __all__ = [
     "target_cell",
     "tolerance_band",
     "validate_record",
+    "verdict_cell",
     "verdict_counts",
     "write_report",
 ]

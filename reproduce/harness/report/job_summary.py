@@ -93,8 +93,11 @@ def _method_line(
 
 
 def _claim_line(row: Mapping[str, Any], largest: Mapping[str, int], base: int) -> str:
-    """One paper claim's verdict in words (rows of paper_diff.json, kind "claim")."""
-    what = f"paper claim {row['what']!r}"
+    """One paper claim's verdict in words (rows of paper_diff.json, kind "claim"); a proxy's
+    records are judged under their label."""
+    what = f"paper claim {row['what']!r}" + (
+        f", judged on a {row['proxy']}" if row.get("proxy") else ""
+    )
     method, k = row["method"], fmt_k(row["k"])
     verdict = row["verdict"]
     if verdict == "not run":
@@ -131,6 +134,9 @@ def summary_lines(out_dir: str | os.PathLike[str]) -> list[str]:
     reference = _band_reference(band)
     direction = "higher is better" if band["mode"] == "max" else "lower is better"
     lines = [f"{summary['experiment']} / {summary['preset']}: {len(records)} run records in {out}"]
+    proxy = summary.get("proxy")
+    if proxy:
+        lines.append(f"{proxy['label']}: {proxy['setting']}")
     if reference is None:
         lines.append(f"base batch {base}: no ok run, so no band to judge larger batches by")
     else:
@@ -151,7 +157,7 @@ def summary_lines(out_dir: str | os.PathLike[str]) -> list[str]:
             f"partial sweep: {coverage['recorded']} of the {coverage['planned']} planned runs of "
             f"the {coverage['preset']} preset are recorded (tables.md lists the missing ones)"
         )
-    headline = judged_headline(summary["paper_diff"]["verdicts"])
+    headline = judged_headline(summary["paper_diff"]["verdicts"], (proxy or {}).get("label"))
     lines.append("paper diff: " + headline.replace("**", ""))  # plain text, not markdown
     largest = {method: max(c.batch_size for c in cells if c.method == method) for method in methods}
     lines += [

@@ -132,6 +132,10 @@ def paper_diff(
     "no verified reference" when the reference is unknown/unverified (ours is still reported);
     "not run" / "not measured" when there is nothing to compare; "not applicable" for every
     target row when the records are not of TARGET_PRESET.
+
+    Records of a proxy preset (their ``proxy`` field): every target row is "not applicable" with
+    no value of ours (another task stands in for the paper's), and every row carries the proxy's
+    label as ``proxy``, which ``verdict_cell`` shows beside the verdict.
     """
     info = sweep_info(records)
     base = info.base_batch_size
@@ -145,7 +149,10 @@ def paper_diff(
         _check_consistent(target.metric, target.mode, info, f"target {target.source!r}")
         what = target.metric + (f": {target.note}" if target.note else "")
         batch = target.batch_size or base
-        if batch == base:
+        if info.proxy is not None:  # another task: the reference is never set against it
+            method = target.method or "—"
+            target_rows = [_row("target", what, target, method, batch, base, [])]
+        elif batch == base:
             runs = pooled_by_seed(records, base)
             method = target.method or "any (k=1)"
             target_rows = [_row("target", what, target, method, base, base, runs)]
@@ -156,7 +163,13 @@ def paper_diff(
                 for method in methods or ["—"]
             ]
         for row in target_rows:
-            if reduced:
+            if info.proxy is not None:
+                row["verdict"] = "not applicable"
+                row["note"] = (
+                    "a reference for the paper's setting, never compared with these records of "
+                    "a proxy (see the proxy's setting above)"
+                )
+            elif reduced:
                 row["verdict"] = "not applicable"
                 row["note"] = "; ".join(
                     part
@@ -249,7 +262,17 @@ def paper_diff(
         rows.append(
             _row("band", what, reference, method, largest, base, groups[(method, largest)], note)
         )
+    if info.proxy is not None:
+        for row in rows:
+            row["proxy"] = info.proxy["label"]
     return rows
+
+
+def verdict_cell(row: Mapping[str, Any]) -> str:
+    """A paper-diff row's verdict as shown: with the proxy label beside it when the records are
+    of a proxy preset (the row's ``proxy``), so that a proxy's verdict is never read as the
+    paper's."""
+    return f"{row['verdict']} ({row['proxy']})" if row.get("proxy") else row["verdict"]
 
 
 def missed_verified(rows: Sequence[Mapping[str, Any]]) -> int:
@@ -271,10 +294,13 @@ def verdict_counts(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     return counts
 
 
-def judged_headline(counts: Mapping[str, int]) -> str:
+def judged_headline(counts: Mapping[str, int], proxy_label: str | None = None) -> str:
     """One honest sentence of verdict counts (from ``verdict_counts``): how many targets and claims
     were judged at all, why the others were not, and how the judged ones fared. Zero missed out of
-    zero judged reads as nothing judged, never as a pass."""
+    zero judged reads as nothing judged, never as a pass. With ``proxy_label`` (the records are a
+    proxy preset's), the sentence ends with it."""
+    if proxy_label is not None:
+        return f"{judged_headline(counts).rstrip('.')}; {proxy_label}."
     total = sum(counts.get(verdict, 0) for verdict in VERDICTS)
     if total == 0:
         return "No targets or claims to judge."
@@ -297,7 +323,10 @@ def judged_headline(counts: Mapping[str, int]) -> str:
 
 
 def ours_cell(row: Mapping[str, Any]) -> str:
-    """Our value of a paper-diff row: 'mean ± std (n=ok seeds)', 'not run' or 'diverged (n/m)'."""
+    """Our value of a paper-diff row: 'mean ± std (n=ok seeds)', 'not run' or 'diverged (n/m)';
+    'not compared' for a paper reference beside a proxy's records."""
+    if row.get("proxy") and row["kind"] == "target":
+        return "not compared"
     if row["n"] == 0:
         return "not run"
     if row["ours"] is None:
@@ -331,8 +360,9 @@ def paper_diff_markdown(
     main = [row for row in rows if row["kind"] in ("target", "claim")]
     band_rows = [row for row in rows if row["kind"] == "band"]
     lines.append("## Targets and claims\n")
+    proxy_label = next((row["proxy"] for row in rows if row.get("proxy")), None)
     if main:
-        lines.append(judged_headline(verdict_counts(rows)) + "\n")
+        lines.append(judged_headline(verdict_counts(rows), proxy_label) + "\n")
         table = [
             [
                 row["kind"],
@@ -344,7 +374,7 @@ def paper_diff_markdown(
                 row["status"],
                 ours_cell(row),
                 fmt_signed(row["delta"]),
-                row["verdict"],
+                verdict_cell(row),
                 markdown_text(row["note"]),
             ]
             for row in main
@@ -366,7 +396,7 @@ def paper_diff_markdown(
                 ours_cell(row),
                 target_cell(row),
                 fmt_signed(row["delta"]),
-                row["verdict"],
+                verdict_cell(row),
                 markdown_text(row["note"]),
             ]
             for row in band_rows
@@ -387,4 +417,10 @@ def paper_diff_markdown(
         "\n- **not applicable**: a reference for the full preset's recipe, shown beside runs "
         "of a reduced preset (smoke, quick) but not judged."
     )
+    if proxy_label is not None:
+        lines.append(
+            f"- **({proxy_label})**: beside every verdict of a proxy preset's records, a small "
+            "stand-in for the paper's setting: claims are judged at the proxy's own base batch "
+            "and scale factors, and the paper's reference values are listed but never compared."
+        )
     return "\n".join(lines) + "\n"

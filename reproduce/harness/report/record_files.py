@@ -113,6 +113,10 @@ def validate_record(record: Any, where: str = "record") -> None:
         raise ValueError(f"{where}: steps_per_epoch must be > 0, got {record['steps_per_epoch']}")
     _check_divergence(record, where)
     _check_measurements(record, where)
+    try:
+        proxy_of(record)
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
     target = record["time_to_target"]
     if target is not None and not (
         isinstance(target.get("metric"), str)
@@ -248,28 +252,52 @@ def load_records(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return [item.record for item in read_record_files(out_dir)]
 
 
+def proxy_of(record: Mapping[str, Any]) -> dict[str, str] | None:
+    """A record's ``proxy`` field ({"label", "setting"}: the run is of a proxy preset, a small
+    stand-in for the paper's setting), or None (older records lack the field)."""
+    proxy = record.get("proxy")
+    if proxy is None:
+        return None
+    if not (isinstance(proxy, dict) and all(isinstance(proxy.get(k), str) for k in PROXY_KEYS)):
+        raise ValueError(f"proxy must be null or {{'label': str, 'setting': str}}, got {proxy!r}")
+    return {key: proxy[key] for key in PROXY_KEYS}
+
+
+PROXY_KEYS = ("label", "setting")
+
+
 @dataclass(frozen=True)
 class SweepInfo:
-    """What every record of one sweep must agree on."""
+    """What every record of one sweep must agree on. ``proxy``: the records' proxy field (a
+    small stand-in for the paper's setting, with the label every verdict is shown with)."""
 
     experiment: str
     preset: str
     primary_metric: str
     mode: str
     base_batch_size: int
+    proxy: dict[str, str] | None = None
+
+    @property
+    def proxy_label(self) -> str | None:
+        return self.proxy["label"] if self.proxy else None
 
 
 def sweep_info(records: Sequence[Mapping[str, Any]]) -> SweepInfo:
-    """The experiment, preset, primary metric, mode and base batch shared by all records.
+    """The experiment, preset, primary metric, mode, base batch and proxy field shared by all
+    records.
 
     Raises ValueError when there are no records or they disagree (a report must not mix sweeps).
     """
     if not records:
         raise ValueError("no run records")
-    values = {}
+    values: dict[str, Any] = {}
     for name in ("experiment", "preset", "primary_metric", "mode", "base_batch_size"):
         found = sorted({record[name] for record in records}, key=str)
         if len(found) != 1:
             raise ValueError(f"records disagree on {name}: {found}")
         values[name] = found[0]
-    return SweepInfo(**values)
+    proxies = {json.dumps(proxy_of(record), sort_keys=True) for record in records}
+    if len(proxies) != 1:
+        raise ValueError(f"records disagree on proxy: {sorted(proxies)}")
+    return SweepInfo(**values, proxy=json.loads(proxies.pop()))

@@ -31,7 +31,11 @@ def _json_text(data: Any) -> str:
 
 
 def _header(info: SweepInfo, title: str) -> str:
-    return f"# {info.experiment} / {info.preset}: {title}\n\n"
+    heading = f"# {info.experiment} / {info.preset}: {title}\n\n"
+    if info.proxy is None:
+        return heading
+    label = info.proxy["label"]
+    return f"{heading}**{label[0].upper()}{label[1:]}**: {info.proxy['setting']}.\n\n"
 
 
 REPORT_FILES = {
@@ -104,7 +108,7 @@ def write_report(
     texts["paper_diff"] = (
         _header(info, "paper diff") + head + "\n" + paper_diff_markdown(rows, band)
     )
-    diff_json = {
+    diff_json: dict[str, Any] = {
         "experiment": info.experiment,
         "preset": info.preset,
         "primary_metric": info.primary_metric,
@@ -113,6 +117,8 @@ def write_report(
         "rows": rows,
         "missed_verified": missed_verified(rows),
     }
+    if info.proxy is not None:
+        diff_json["proxy"] = info.proxy
     texts["paper_diff_json"] = _json_text(diff_json)
 
     target_text = (
@@ -152,6 +158,8 @@ def write_report(
         "coverage": cov,
         "files": {name: relative for name, relative in REPORT_FILES.items()},
     }
+    if info.proxy is not None:
+        summary["proxy"] = info.proxy
     texts["summary"] = _json_text(summary)
 
     paths = {name: out / relative for name, relative in REPORT_FILES.items()}
