@@ -29,6 +29,7 @@ import torch
 import date
 from date import Recipe
 from reproduce.datasets import imagenet
+from reproduce.harness.divergence import uniform_guess_cross_entropy
 from reproduce.harness.experiment import Batch, Divergence, Experiment, Preset
 from reproduce.harness.targets import Claim, Target
 
@@ -234,7 +235,12 @@ EXPERIMENT = Experiment(
     # runs (scaled by memory on larger GPUs). TPU: 128 per core, within a v3 core's 16 GiB at
     # bf16 and fp32.
     micro_batch_limits={"cpu": 32, "cuda": 128, "tpu": 128},
-    divergence=Divergence(),  # the training-loss rule; a collapsed model sits at chance (0.1%)
+    # Top-1 cannot be far worse than chance (a collapsed model sits at 0.1%, as an untrained one
+    # does), so the chance limit is on the final cross-entropy (no smoothing) that evaluate also
+    # reports: ln 2 above a uniform guess over ResNet-50's 1000 outputs (divergence.py).
+    divergence=Divergence(
+        chance_limits=(uniform_guess_cross_entropy("loss", lambda model_config: imagenet.CLASSES),)
+    ),
     check_data=check_data,
     train_examples=train_examples,
     synthetic_batch=synthetic_batch,
