@@ -99,7 +99,8 @@ def test_a_blown_up_run_is_diverged_with_its_reason_and_the_sweep_goes_on(tmp_pa
     assert set(records) == {"none_b32_s0.json", "none_b128_s0.json"}  # the sweep went on
     blown = records["none_b32_s0.json"]
     assert blown["status"] == "diverged"
-    assert "exceeds 10 x the first step's loss" in blown["divergence"]["reason"]
+    # caught at once by the single-step rule (100 x the first loss), not after a 10-step window
+    assert "exceeds 100 x the first step's loss" in blown["divergence"]["reason"]
     assert blown["diverged_at_step"] == blown["divergence"]["step"] < blown["total_steps"] - 1
     for path in (out / "summary.json", out / "paper_diff.json"):
         strict_json(path)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from reproduce.harness.metrics import perplexity
 
 from .data import EncodedPairs
 from .decode import DecodeSettings, beam_search, corpus_bleu, greedy_decode
@@ -100,7 +101,7 @@ def evaluate_split(
     """Metrics of ``split`` and the beam translations (empty without BLEU). The caller sets eval
     mode (the trainer does)."""
     nll = token_nll(model, split.pairs, device, split.batch_size)
-    metrics = {"nll": nll, "perplexity": math.exp(min(nll, 700.0))}
+    metrics = {"nll": nll, "perplexity": perplexity(nll)}
     translations: list[str] = []
     if split.bleu:
         ids = translate(model, split.pairs, device, split.settings, split.decode_batch_size)

@@ -56,6 +56,7 @@ from reproduce.datasets.wmt import (
     load_newstest2014,
     load_wmt16,
 )
+from reproduce.harness.divergence import uniform_guess_perplexity
 from reproduce.harness.experiment import Batch, DataBundle, Divergence, Experiment, Preset
 from reproduce.harness.targets import Claim, Target
 
@@ -611,11 +612,19 @@ EXPERIMENT = Experiment(
     # CPU: small models only; a 16 GiB GPU holds the reference's 128 pairs per device
     # (README: "batch size 128 per GPU", FP32 and mixed precision on V100 16 GB).
     micro_batch_limits={"cpu": 64, "cuda": 128, "tpu": 128},
-    # BLEU has no value far worse than chance (a collapsed model scores 0, which is chance): only
-    # the training-loss rule applies. The loss is per sentence pair (module docstring), so a batch
-    # of the longest pairs (49 target tokens) starts about 16 x higher than one of the shortest
-    # (3) before any learning; 50 x the first step's loss keeps that from reading as divergence.
-    divergence=Divergence(metric_limit=None, loss_factor=50.0),
+    # BLEU has no value worse than chance: it is bounded below by 0, which an untrained or a
+    # collapsed model scores alike. Every evaluation of this experiment also scores the test
+    # split's teacher-forced token NLL, so the chance limit is taken there: a uniform guess over
+    # the model's V subwords has perplexity V, and a final test perplexity above 2V has blown up
+    # (the same rule as PTB's), whatever the BLEU. The training loss is per sentence pair (module
+    # docstring), so a batch of the longest pairs (49 target tokens) starts about 16 x higher
+    # than one of the shortest (3) before any learning: 50 x the first step's loss (mean of 10
+    # steps) and 500 x it (a single step) keep that from reading as divergence.
+    divergence=Divergence(
+        chance_limits=(uniform_guess_perplexity("perplexity", lambda m: int(m["vocab_size"])),),
+        loss_factor=50.0,
+        step_factor=500.0,
+    ),
     default_preset="full",
     check_data=check_data,
     train_examples=train_examples,

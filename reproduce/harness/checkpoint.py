@@ -104,8 +104,29 @@ class CheckpointPolicy:
     path: Path | None
     every_steps: int | None = None
     every_seconds: float | None = None
+    #: The output folder ``path`` lies in: a checkpoint that cannot be written there is written
+    #: to that folder's rescue folder instead (``rescue.write_or_rescue``), and later ones too.
+    out_dir: Path | None = None
+    #: The rescue folder the checkpoint went to, once one had to be used.
+    rescued_to: Path | None = None
     _last_save: float = field(default_factory=time.monotonic)
     _stop_signal: int | None = None
+
+    def save(self, state: dict[str, Any]) -> Path:
+        """Write the checkpoint (``save_checkpoint``), retried and then rescued when the output
+        folder cannot take it; returns where it is."""
+        assert self.path is not None
+        if self.out_dir is None:
+            save_checkpoint(self.path, state)
+            return self.path
+        from .rescue import write_or_rescue
+
+        written = write_or_rescue(
+            self.path, lambda path: save_checkpoint(path, state), self.out_dir, "checkpoint"
+        )
+        if written.rescue is not None:  # later checkpoints go straight there
+            self.path, self.out_dir, self.rescued_to = written.path, None, written.rescue
+        return written.path
 
     def due(self, step: int) -> bool:
         if self.path is None:

@@ -201,7 +201,8 @@ class Claim:
         """Generations of this run's claim files present, lowest first."""
         found = []
         prefix, suffix = f"{self.name}.", ".claim"
-        with contextlib.suppress(FileNotFoundError):
+        # A folder that cannot be read (gone, replaced, unmounted) holds no claim anyone can see.
+        with contextlib.suppress(OSError):
             for entry in os.scandir(self.folder):
                 middle = entry.name[len(prefix) : -len(suffix)]
                 matches = entry.name.startswith(prefix) and entry.name.endswith(suffix)
@@ -274,6 +275,11 @@ class Claim:
             os.utime(self.path(self.generation))
         except FileNotFoundError:
             self._lost.set()
+        except OSError:
+            # The folder cannot be touched (read-only, replaced, unmounted): no other worker can
+            # take the claim over through it either, so it is not lost; the results' own writes
+            # find the fault and rescue them (rescue.py).
+            pass
         if any(g > self.generation for g in self.generations()):
             self._lost.set()
         return not self._lost.is_set()
@@ -293,7 +299,7 @@ class Claim:
             self._thread.join()
         for generation in self.generations():
             if generation <= self.generation:
-                with contextlib.suppress(FileNotFoundError):
+                with contextlib.suppress(OSError):  # one it cannot remove goes stale
                     self.path(generation).unlink()
         self.generation = None
         self._thread = None

@@ -40,6 +40,7 @@ from .sweep import (
     run_sweep,
 )
 from .trainer import PRECISIONS
+from .unfinished import ResultsRescued, RunsUnfinished, write_failure
 
 DEFAULT_PRESET = "quick"
 USAGE_ERROR = 2
@@ -573,6 +574,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SweepError, DataError, RecordError, LaunchError) as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
+    except (RunsUnfinished, ResultsRescued) as stop:
+        print(f"error: {stop}", file=sys.stderr)
+        return stop.exit_code
+    except OSError as error:  # a write that failed after every trained run was kept
+        print(f"error: {write_failure(error)}", file=sys.stderr)
+        return 1
     except Preempted as stop:
         print(f"{stop}; rerun the same command with --resume to continue", file=sys.stderr)
         return stop.exit_code

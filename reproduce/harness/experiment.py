@@ -19,6 +19,7 @@ from torch import nn
 
 from date import Recipe
 
+from .divergence import ChanceLimit
 from .targets import Claim, Target
 
 PRESET_NAMES = ("smoke", "quick", "full")  # every experiment has these
@@ -203,25 +204,29 @@ class DataBundle:
 
 @dataclass(frozen=True)
 class Divergence:
-    """When a run counts as diverged, so that its numbers never enter a table as a result.
+    """When a run counts as diverged, so that its numbers never enter a table as a result
+    (the rules and their reasons: ``divergence.py``).
 
-    During training (the run stops at once): a training loss that is not finite, or a mean
-    training loss over the last ``window`` steps above ``loss_factor`` x the first step's loss
-    (an untrained model's loss is about that of uniform guessing, ln(classes); ten times that
-    means the weights have blown up). At the end: a final test metric that is not finite or is
-    worse than ``metric_limit``, a value far worse than chance that no untrained model reaches
-    (e.g. twice the vocabulary size for perplexity; None where such a value has no meaning, as
-    for accuracy, where a collapsed model sits at chance rather than below it). The reason is
-    recorded with the run.
+    During training (the run stops at once): a training loss that is not finite, a single step's
+    loss above ``step_factor`` x the first step's loss (no window needed, so a run shorter than
+    the window is judged too), or a mean training loss over the last ``window`` steps above
+    ``loss_factor`` x the first step's loss (an untrained model's loss is about that of uniform
+    guessing, ln(classes); ten times that means the weights have blown up). At the end: a final
+    test metric that is not finite, or worse than one of ``chance_limits``, values far worse than
+    chance that no untrained model reaches (e.g. twice the vocabulary size for perplexity). The
+    reason is recorded with the run.
     """
 
-    metric_limit: float | None = None
+    chance_limits: tuple[ChanceLimit, ...] = ()
     loss_factor: float = 10.0
     window: int = 10
+    step_factor: float = 100.0
 
     def __post_init__(self) -> None:
-        if not (self.loss_factor > 1 and self.window >= 1):
-            raise ValueError(f"Divergence: loss_factor must be > 1 and window >= 1: {self}")
+        if not (self.loss_factor > 1 and self.window >= 1 and self.step_factor > 1):
+            raise ValueError(
+                f"Divergence: loss_factor and step_factor must be > 1 and window >= 1: {self}"
+            )
 
 
 class LossFunction(Protocol):

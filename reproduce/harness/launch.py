@@ -59,6 +59,8 @@ from .sweep import (
     write_report,
     write_run,
 )
+from .trainer import EVALUATION_FAILED
+from .unfinished import RunsUnfinished
 
 LAUNCHERS = ("ray", "slurm", "local")
 CLUSTER_EXTRA = 'pip install -e ".[cluster]"'
@@ -158,6 +160,8 @@ def run_job(spec: SweepSpec, group: RunGroup, cpus: int = 1, poll_seconds: float
                 log(f"{label}: its claim was taken over by another worker; waiting for it")
                 record = None
                 continue
+            if record["status"] == EVALUATION_FAILED:  # trained; its state and record are kept
+                raise RunsUnfinished(spec.out_dir, [record])
             outcome.update(
                 trained=True,
                 wall_seconds=wall_seconds,

@@ -37,10 +37,19 @@ from .records import (
     record_name,
 )
 from .trainer import (
+    EVALUATION_FAILED,
     RunResult,
     default_micro_batch_size,
     measure_micro_batch_size,
     train,
+)
+from .unfinished import (
+    UNFINISHED_FOLDER,
+    ResultsRescued,
+    RunsUnfinished,
+    unfinished_path,
+    unfinished_record,
+    write_record,
 )
 
 
@@ -262,6 +271,10 @@ def check_checkpoint(
     if saved is None:
         return None
     key = run_key(spec, run)
+    if saved.get("trained") and saved.get("config_key") == key and not spec.resume:
+        # Every step of this very run is done: evaluating it gives the record retraining would.
+        log(f"{path}: this run's trained checkpoint; evaluating it (no retraining)")
+        return {"progress": {"micro_batches": saved["progress"].get("micro_batches", [])}}
     if resume_matching and not spec.resume:
         if saved.get("config_key") != key:
             log(f"{path}: a checkpoint of another configuration exists; starting afresh")
@@ -577,6 +590,7 @@ def train_run(
         path=checkpoint_path(spec, run),
         every_steps=max(1, round(every_epochs * steps_per_epoch)) if every_epochs else None,
         every_seconds=every_minutes * 60 if every_minutes else None,
+        out_dir=spec.out_dir,
     )
     started = time.perf_counter()
     result = train(
@@ -603,16 +617,31 @@ def train_run(
     hook = spec.experiment.record_info
     info = hook(data, run.recipe) if hook is not None else None
     record = build_record(spec, run, result, env, data.info, wall_seconds, context.world_size, info)
+    if result.evaluation_error is not None:
+        record = unfinished_record(record, result.evaluation_error, result.checkpoint, spec.command)
     return record, result, wall_seconds
 
 
 def write_run(spec: SweepSpec, run: PlannedRun, record: dict[str, Any], claim: Claim) -> bool:
     """Write a trained run's record and remove its checkpoint, unless its claim was lost (a
-    worker that judged it stale took it over; that worker writes the record): False then."""
+    worker that judged it stale took it over; that worker writes the record): False then.
+
+    A run whose evaluation failed is not a result: its record goes to ``unfinished/`` and its
+    checkpoint stays (``unfinished.py``). A record the output folder cannot take is rescued
+    (``rescue.py``), its checkpoint kept, and ResultsRescued raised."""
     if not claim.check():
         return False
-    atomic_write_json(spec.out_dir / "runs" / run.name, record)
+    pending = unfinished_path(spec.out_dir, run.name)
+    if record["status"] == EVALUATION_FAILED:
+        written = write_record(spec.out_dir, pending, record)
+        if written.rescue is not None:
+            raise ResultsRescued(spec.out_dir, written, f"record of unfinished run {run.name}")
+        return True
+    written = write_record(spec.out_dir, spec.out_dir / "runs" / run.name, record)
+    if written.rescue is not None:
+        raise ResultsRescued(spec.out_dir, written, f"record of {run.name}")
     checkpoint_path(spec, run).unlink(missing_ok=True)
+    pending.unlink(missing_ok=True)
     return True
 
 
@@ -681,7 +710,7 @@ def run_sweep(
     if not context.is_main:
         log = _silent
     if context.is_main:
-        for folder in ("runs", "checkpoints"):
+        for folder in ("runs", "checkpoints", UNFINISHED_FOLDER):
             remove_stale_temporaries(spec.out_dir / folder)
     selected = planned if shard is None else shard_runs(planned, *shard)
     existing = {run.name: read_record(spec.out_dir / "runs" / run.name) for run in selected}
@@ -711,6 +740,7 @@ def run_sweep(
         remaining_examples=sum(run_examples(run, data.train) for run in to_train),
     )
     written: dict[str, dict[str, Any]] = {}
+    unfinished: list[dict[str, Any]] = []
     for run in selected:
         path = spec.out_dir / "runs" / run.name
         key = run_key(spec, run)
@@ -752,8 +782,12 @@ def run_sweep(
                 continue
         finally:
             claim.release()
-        written[run.name] = record
         sweep.finished(result.status, run_examples(run, data.train), wall_seconds)
+        if result.status == EVALUATION_FAILED:
+            unfinished.append(record)
+            log(f"{label}: trained, but {record['evaluation_error']['split']} evaluation failed")
+            continue
+        written[run.name] = record
         took = format_duration(wall_seconds)
         summary = describe_result(spec, result.status, result.final, result.divergence)
         log(f"{label}: {summary} in {took} | {sweep.line()}")
@@ -768,6 +802,8 @@ def run_sweep(
         else:
             write_report_when_complete(spec, planned, log)
     context.barrier()
+    if unfinished:
+        raise RunsUnfinished(spec.out_dir, unfinished)
     return list(written.values())
 
 

@@ -12,8 +12,10 @@ import dataclasses
 import math
 import sys
 import time
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,12 +29,13 @@ from .checkpoint import (
     load_checkpoint,
     restore_rng_states,
     rng_states,
-    save_checkpoint,
 )
 from .devices import Device
 from .distributed import DistributedContext
-from .experiment import Batch, DataBundle, Divergence, Experiment
+from .divergence import divergence_check, final_metric_check
+from .experiment import Batch, DataBundle, Experiment
 from .noise_probe import NoiseProbe
+from .records import REPO_ROOT
 from .targets import meets
 
 EVAL_BATCH_SIZE = 1024
@@ -232,7 +235,7 @@ class Progress:
 class RunResult:
     """What a training run produced; the sweep turns it into a record."""
 
-    status: str  # "ok" or "diverged"
+    status: str  # "ok", "diverged" or "evaluation_failed" (EVALUATION_FAILED)
     final: dict[str, float]
     progress: Progress
     total_steps: int
@@ -241,48 +244,36 @@ class RunResult:
     accumulation_steps: int
     divergence: dict[str, Any] | None = None  # {"step", "reason"} when status is "diverged"
     resumed_from_step: int | None = None
+    #: When an evaluation raised (status EVALUATION_FAILED): {"split", "step", "error", "where"}.
+    evaluation_error: dict[str, Any] | None = None
+    #: Where the training state was last saved (None without a checkpoint policy).
+    checkpoint: str | None = None
 
 
-def divergence_check(
-    divergence: Divergence, losses: list[float], step: int
-) -> dict[str, Any] | None:
-    """Whether the training loss says the run has diverged (see ``Divergence``)."""
-    loss = losses[-1]
-    if not math.isfinite(loss):
-        return {"step": step, "reason": f"training loss is {loss} (not finite) at step {step}"}
-    window = losses[-divergence.window :]
-    if len(window) == divergence.window:
-        mean = math.fsum(window) / len(window)
-        limit = divergence.loss_factor * losses[0]
-        if mean > limit:
-            return {
-                "step": step,
-                "reason": (
-                    f"mean training loss {mean:.4g} over steps {step - len(window) + 1}-{step} "
-                    f"exceeds {divergence.loss_factor:g} x the first step's loss ({losses[0]:.4g})"
-                ),
-            }
-    return None
+#: The status of a run whose training state is saved but one of whose evaluations raised: not a
+#: result (never written to runs/); its checkpoint finishes it without retraining.
+EVALUATION_FAILED = "evaluation_failed"
 
 
-def final_metric_check(
-    experiment: Experiment, metrics: Mapping[str, float], step: int
-) -> dict[str, Any] | None:
-    """Whether the final metric says the run has diverged (see ``Divergence``)."""
-    metric = experiment.primary_metric
-    value = metrics.get(metric)
-    if value is None:
-        return None
-    if not math.isfinite(value):
-        return {"step": step, "reason": f"final test {metric} is {value} (not finite)"}
-    limit = experiment.divergence.metric_limit
-    if limit is not None and experiment.better(limit, value):
-        return {
+class EvaluationError(Exception):
+    """An evaluation raised; ``summary`` says which, where and why, in one line's fields."""
+
+    def __init__(self, split: str, step: int, error: BaseException) -> None:
+        frames = traceback.extract_tb(error.__traceback__)
+        where = ""
+        if frames:
+            path = Path(frames[-1].filename)
+            with contextlib.suppress(ValueError):  # shown relative to the repository
+                path = path.relative_to(REPO_ROOT)
+            where = f"{path.as_posix()}:{frames[-1].lineno}"
+        message = str(error).splitlines()[0] if str(error) else ""
+        self.summary = {
+            "split": split,
             "step": step,
-            "reason": f"final test {metric} {value:.4g} is worse than {limit:g}, "
-            "far worse than chance",
+            "error": f"{type(error).__name__}: {message}".rstrip(": "),
+            "where": where,
         }
-    return None
+        super().__init__(f"{split} evaluation after step {step}: {self.summary['error']}")
 
 
 def train(
@@ -311,8 +302,12 @@ def train(
     ``Divergence`` rule says (a non-finite loss, a loss far above its start); a final metric
     far worse than chance is recorded as ``diverged`` too. With a ``checkpoint`` policy the run
     saves its full state, tagged with ``config_key``, as the policy says (and on SIGTERM or SIGINT,
-    then raises Preempted); ``resume`` continues from that checkpoint. ``measure_noise`` records the
-    gradient noise scale in the curves where a step has two gradient sizes (``noise_probe.py``).
+    then raises Preempted), and always once every step is done, before any evaluation of the
+    trained model; ``resume`` continues from that checkpoint (one of a trained model only
+    evaluates it). An evaluation that raises ends the run with status ``evaluation_failed``, its
+    state on disk (the evaluation it owes comes first when it is resumed). ``measure_noise``
+    records the gradient noise scale in the curves where a step has two gradient sizes
+    (``noise_probe.py``).
     """
     context = context or DistributedContext()
     checkpoint = checkpoint or CheckpointPolicy(path=None)
@@ -358,105 +353,157 @@ def train(
         leave=False,
         dynamic_ncols=True,
     )
-    with checkpoint:
-        while run.step < last_step:
-            step = run.step
-            started = time.perf_counter()
-            lr = optimizer.param_groups[0]["lr"] / optimizer.param_groups[0].get("lr_scale", 1.0)
-            batch = next(stream)
-            optimizer.zero_grad(set_to_none=True)
-            loss, _ = accumulate_gradients(
-                experiment, model, batch, micro_batch_size, states, device, precision, noise
+    saved_at = str(checkpoint.path) if saved is not None else None
+
+    def save_state(trained: bool, rng: dict[str, Any] | None = None) -> None:
+        """Write the full training state (``trained``: every step is done, only evaluations
+        are left), on the main rank, retried and rescued as the policy says."""
+        nonlocal saved_at
+        if checkpoint.path is None:
+            return
+        if noise is not None:
+            noise.flush()
+        if context.is_main:
+            state = {
+                "config_key": config_key,
+                "config": dict(config or {}),
+                "trained": trained,
+                "model": module.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": rng or rng_states(),
+                "carried_states": states,
+                "progress": run.to_state(),
+            }
+            saved_at = str(checkpoint.save(state))
+        context.barrier()
+
+    def evaluate(split_name: str, split: Any, step: int) -> dict[str, float]:
+        """The metrics of ``split``; EvaluationError when the evaluation raises (on any rank)."""
+        failure: Exception | None = None
+        metrics: dict[str, float] = {}
+        try:
+            metrics = run_evaluation(experiment, module, split, device)
+        except Exception as error:  # whatever it is, the training state must survive it
+            failure = error
+        if context.any(failure is not None):
+            raise EvaluationError(
+                split_name, step, failure or RuntimeError("another rank's evaluation failed")
             )
-            context.reduce_gradients(module)
-            if noise is not None:
-                noise.reduced(module.parameters(), batch.size, step)
-            loss = context.mean(loss)
-            run.curves["step"].append(step)
-            run.curves["lr"].append(lr)
-            run.curves["loss"].append(loss)
-            divergence = divergence_check(experiment.divergence, run.curves["loss"], step)
-            if divergence is not None:
-                break
-            if recipe.grad_clip_norm is not None:
-                torch.nn.utils.clip_grad_norm_(module.parameters(), recipe.grad_clip_norm)
-            optimizer.step()
-            scheduler.step()
-            device.mark_step()
-            run.step = done = step + 1
-            run.train_seconds += time.perf_counter() - started
-            bar.update(1)
-            examples = done * recipe.batch_size
-            bar.set_postfix(
-                lr=f"{lr:.3g}", loss=f"{loss:.3f}", ex_s=f"{examples / run.train_seconds:.0f}"
+        return metrics
+
+    def validate(done: int, loss: float, lr: float) -> dict[str, Any] | None:
+        """The validation evaluation after step ``done``: recorded in ``run``; the divergence
+        it shows (a metric that is not finite), or None."""
+        if noise is not None:
+            noise.flush()
+        metrics = evaluate("valid", data.valid, done)
+        run.evals.append(
+            {
+                "step": done,
+                "epoch": done / steps_per_epoch,
+                "seconds": run.train_seconds,
+                "split": "valid",
+                "metrics": metrics,
+            }
+        )
+        value = metrics.get(target.metric) if target else None
+        if (
+            run.steps_to_target is None
+            and target is not None
+            and target.value is not None
+            and value is not None
+            and meets(value, target.value, target.mode)
+        ):
+            run.steps_to_target, run.seconds_to_target = done, run.train_seconds
+        if log_evals:
+            shown = " ".join(f"{key}={value:.4g}" for key, value in metrics.items())
+            speed = done * recipe.batch_size / run.train_seconds if run.train_seconds else 0.0
+            print(
+                f"{description} step {done}/{last_step} epoch {done / steps_per_epoch:.2f}"
+                f" lr {lr:.3g} train loss {loss:.4g} | valid {shown} | {speed:.0f} examples/s",
+                file=sys.stderr,
+                flush=True,
             )
-            if done in eval_at:
-                if noise is not None:
-                    noise.flush()
-                metrics = run_evaluation(experiment, module, data.valid, device)
-                run.evals.append(
-                    {
-                        "step": done,
-                        "epoch": done / steps_per_epoch,
-                        "seconds": run.train_seconds,
-                        "split": "valid",
-                        "metrics": metrics,
-                    }
+        bad = [key for key, value in metrics.items() if not math.isfinite(value)]
+        if bad:
+            return {
+                "step": done - 1,
+                "reason": f"validation {', '.join(bad)} not finite after step {done - 1}",
+            }
+        return None
+
+    final: dict[str, float] = {}
+    evaluation_error: dict[str, Any] | None = None
+    rng_before_evaluation: dict[str, Any] | None = None
+    try:
+        with checkpoint:
+            # A run stopped by a failed evaluation owes it: its checkpoint was written after the
+            # step and before that evaluation, so the evaluation comes first (as it would have).
+            owed = run.step > 0 and run.step in eval_at
+            if owed and not any(entry["step"] == run.step for entry in run.evals):
+                rng_before_evaluation = rng_states()
+                divergence = validate(run.step, run.curves["loss"][-1], run.curves["lr"][-1])
+            while divergence is None and run.step < last_step:
+                step = run.step
+                started = time.perf_counter()
+                lr = optimizer.param_groups[0]["lr"] / optimizer.param_groups[0].get(
+                    "lr_scale", 1.0
                 )
-                value = metrics.get(target.metric) if target else None
-                if (
-                    run.steps_to_target is None
-                    and target is not None
-                    and target.value is not None
-                    and value is not None
-                    and meets(value, target.value, target.mode)
-                ):
-                    run.steps_to_target, run.seconds_to_target = done, run.train_seconds
-                if log_evals:
-                    shown = " ".join(f"{key}={value:.4g}" for key, value in metrics.items())
-                    print(
-                        f"{description} step {done}/{last_step} epoch {done / steps_per_epoch:.2f}"
-                        f" lr {lr:.3g} train loss {loss:.4g} | valid {shown} | "
-                        f"{examples / run.train_seconds:.0f} examples/s",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                bad = [key for key, value in metrics.items() if not math.isfinite(value)]
-                if bad:
-                    divergence = {
-                        "step": step,
-                        "reason": f"validation {', '.join(bad)} not finite after step {step}",
-                    }
-                    break
-            if done < last_step and context.any(checkpoint.due(done)):
+                batch = next(stream)
+                optimizer.zero_grad(set_to_none=True)
+                loss, _ = accumulate_gradients(
+                    experiment, model, batch, micro_batch_size, states, device, precision, noise
+                )
+                context.reduce_gradients(module)
                 if noise is not None:
-                    noise.flush()
-                if context.is_main:
-                    save_checkpoint(
-                        checkpoint.path,
-                        {
-                            "config_key": config_key,
-                            "config": dict(config or {}),
-                            "model": module.state_dict(),
-                            "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(),
-                            "rng": rng_states(),
-                            "carried_states": states,
-                            "progress": run.to_state(),
-                        },
-                    )
-                context.barrier()
-                checkpoint.saved()
+                    noise.reduced(module.parameters(), batch.size, step)
+                loss = context.mean(loss)
+                run.curves["step"].append(step)
+                run.curves["lr"].append(lr)
+                run.curves["loss"].append(loss)
+                divergence = divergence_check(experiment.divergence, run.curves["loss"], step)
+                if divergence is not None:
+                    break
+                if recipe.grad_clip_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(module.parameters(), recipe.grad_clip_norm)
+                optimizer.step()
+                scheduler.step()
+                device.mark_step()
+                run.step = done = step + 1
+                run.train_seconds += time.perf_counter() - started
+                bar.update(1)
+                examples = done * recipe.batch_size
+                bar.set_postfix(
+                    lr=f"{lr:.3g}", loss=f"{loss:.3f}", ex_s=f"{examples / run.train_seconds:.0f}"
+                )
+                if done == last_step:
+                    # Trained: the state goes to disk before any evaluation can fail.
+                    save_state(trained=True)
+                    checkpoint.saved()
+                if done in eval_at:
+                    rng_before_evaluation = rng_states()
+                    divergence = validate(done, loss, lr)
+                    if divergence is not None:
+                        break
+                if done < last_step and context.any(checkpoint.due(done)):
+                    save_state(trained=False)
+                    checkpoint.saved()
+        if divergence is None:
+            final = evaluate("test", data.test, run.step)
+            divergence = final_metric_check(experiment, final, run.step, model_config)
+    except EvaluationError as error:
+        evaluation_error = error.summary
+        if run.step < last_step:  # the trained state is on disk already
+            # the state before the evaluation, which a resumed run then evaluates first
+            save_state(trained=False, rng=rng_before_evaluation)
+        final, divergence = {}, None
     if noise is not None:
         noise.flush()
     bar.close()
-
-    final: dict[str, float] = {}
-    if divergence is None:
-        final = run_evaluation(experiment, module, data.test, device)
-        divergence = final_metric_check(experiment, final, run.step)
+    status = "ok" if divergence is None else "diverged"
     return RunResult(
-        status="ok" if divergence is None else "diverged",
+        status=EVALUATION_FAILED if evaluation_error is not None else status,
         final=final,
         progress=run,
         total_steps=last_step,
@@ -465,6 +512,8 @@ def train(
         accumulation_steps=math.ceil(recipe.batch_size / context.world_size / micro_batch_size),
         divergence=divergence,
         resumed_from_step=saved["progress"]["step"] if saved is not None else None,
+        evaluation_error=evaluation_error,
+        checkpoint=saved_at,
     )
 
 
@@ -472,7 +521,9 @@ def run_evaluation(
     experiment: Experiment, model: nn.Module, split: Any, device: Device
 ) -> dict[str, float]:
     model.eval()
-    with torch.no_grad():
-        metrics = experiment.evaluate(model, split, device.torch_device, EVAL_BATCH_SIZE)
-    model.train()
+    try:
+        with torch.no_grad():
+            metrics = experiment.evaluate(model, split, device.torch_device, EVAL_BATCH_SIZE)
+    finally:
+        model.train()
     return {name: float(value) for name, value in metrics.items()}

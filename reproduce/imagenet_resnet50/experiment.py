@@ -30,6 +30,7 @@ import date
 from date import Recipe
 from reproduce.datasets import imagenet
 from reproduce.datasets.integrity import DataError, positive_count
+from reproduce.harness.divergence import uniform_guess_cross_entropy
 from reproduce.harness.experiment import Batch, DataBundle, Divergence, Experiment, Preset
 from reproduce.harness.targets import Claim, Target
 
@@ -319,7 +320,16 @@ EXPERIMENT = Experiment(
     # runs (scaled by memory on larger GPUs). TPU: 128 per core, within a v3 core's 16 GiB at
     # bf16 and fp32.
     micro_batch_limits={"cpu": 32, "cuda": 128, "tpu": 128},
-    divergence=Divergence(),  # the training-loss rule; a collapsed model sits at chance (0.1%)
+    # Top-1 cannot be far worse than chance (a collapsed model sits at 0.1%, as an untrained one
+    # does), so the chance limit is on the final cross-entropy (no smoothing) that evaluate also
+    # reports: ln 2 above a uniform guess over the model's outputs (1000; 10 for the proxy).
+    divergence=Divergence(
+        chance_limits=(
+            uniform_guess_cross_entropy(
+                "loss", lambda model_config: int(model_config.get("classes", imagenet.CLASSES))
+            ),
+        )
+    ),
     check_data=check_data,
     train_examples=train_examples,
     synthetic_batch=synthetic_batch,

@@ -20,7 +20,6 @@ either form.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,9 @@ import date
 from date import Recipe
 from reproduce.datasets.integrity import positive_count
 from reproduce.datasets.ptb import batchify, load_ptb
+from reproduce.harness.divergence import uniform_guess_perplexity
 from reproduce.harness.experiment import Batch, DataBundle, Divergence, Experiment, Preset
+from reproduce.harness.metrics import perplexity
 from reproduce.harness.targets import Claim, Target
 
 from .data import BPTTStream, TokenSplit
@@ -142,7 +143,7 @@ def evaluate(
     """Perplexity = exp(mean token NLL over the whole split), the state carried through each of
     ``split.rows`` rows (see EVAL_ROWS; ``batch_size`` is not used). The caller sets eval mode."""
     mean = split_nll(model, split, device, EVAL_WINDOW) / split.scored_tokens
-    return {"perplexity": math.exp(mean), "loss": mean}
+    return {"perplexity": perplexity(mean), "loss": mean}
 
 
 #: Every scaling method of ``date`` (the paper's baselines and DATE), as in mnist_lstm.
@@ -336,5 +337,7 @@ EXPERIMENT = Experiment(
     micro_batch_limits={"cpu": 40, "cuda": 320, "tpu": 320},
     # A uniform guess over the vocabulary has perplexity V (Zaremba et al.'s V = 10,000), and
     # an untrained model sits at about V: a final perplexity above 2V has blown up.
-    divergence=Divergence(metric_limit=2.0 * VOCAB_SIZE),
+    divergence=Divergence(
+        chance_limits=(uniform_guess_perplexity("perplexity", lambda m: int(m["vocab_size"])),)
+    ),
 )

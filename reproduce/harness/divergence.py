@@ -1,0 +1,136 @@
+"""When a run has blown up, so that its numbers never enter a table as a result.
+
+Two moments decide it. During training (``divergence_check``), the run stops at the first step
+whose training loss is not finite, or is far above the first step's loss: at once for a single
+step above ``step_factor`` times it, or for the mean over ``window`` steps above ``loss_factor``
+times it. The single-step rule needs no window, so a run of fewer steps than the window is judged
+too. At the end (``final_metric_check``), a final test metric that is not finite, or worse than
+one of the experiment's ``ChanceLimit``s, marks the run as diverged.
+
+Why the first step's loss: an untrained model's loss is about that of a uniform guess over its
+outputs (ln(classes) for cross-entropy); a healthy run only goes down from there, apart from the
+noise of one batch against another, so a loss many times the first has blown up.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .experiment import Divergence, Experiment
+
+#: ln 2: how far above a uniform guess's cross-entropy a chance limit sits (``uniform_guess``).
+LN_2 = math.log(2.0)
+
+
+@dataclass(frozen=True)
+class ChanceLimit:
+    """A final test metric value that no model reaches by merely not learning.
+
+    ``limit(model_config)`` is the value; a final ``metric`` worse than it (under ``mode``,
+    "min": lower is better) marks the run as diverged. ``why`` says where the value comes from
+    and is shown with the verdict.
+    """
+
+    metric: str
+    mode: str
+    limit: Callable[[Mapping[str, Any]], float]
+    why: str
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("min", "max"):
+            raise ValueError(f"ChanceLimit {self.metric}: mode must be 'min' or 'max'")
+
+    def worse(self, value: float, model_config: Mapping[str, Any]) -> bool:
+        limit = self.limit(model_config)
+        return value > limit if self.mode == "min" else value < limit
+
+
+def uniform_guess_cross_entropy(
+    metric: str, outputs: Callable[[Mapping[str, Any]], int]
+) -> ChanceLimit:
+    """Mean cross-entropy (nats) more than ln 2 above a uniform guess over ``outputs`` classes,
+    ln(outputs): the true class then gets, on geometric average, less than half the probability
+    a uniform guess gives it. A model that has learned nothing sits at ln(outputs) (its logits
+    near zero); one that ends far above has confidently wrong, blown-up weights."""
+    return ChanceLimit(
+        metric=metric,
+        mode="min",
+        limit=lambda config: math.log(outputs(config)) + LN_2,
+        why="a uniform guess over the outputs scores ln(outputs) nats; this is ln 2 above it",
+    )
+
+
+def uniform_guess_perplexity(
+    metric: str, outputs: Callable[[Mapping[str, Any]], int]
+) -> ChanceLimit:
+    """Perplexity above twice the number of outputs: a uniform guess over V outputs has
+    perplexity exactly V (perplexity is exp of the mean cross-entropy), so this is the
+    cross-entropy rule of ``uniform_guess_cross_entropy`` in perplexity units."""
+    return ChanceLimit(
+        metric=metric,
+        mode="min",
+        limit=lambda config: 2.0 * outputs(config),
+        why="a uniform guess over V outputs has perplexity V; this is 2V",
+    )
+
+
+def divergence_check(
+    divergence: Divergence, losses: list[float], step: int
+) -> dict[str, Any] | None:
+    """Whether the training loss says the run has diverged: {"step", "reason"}, or None."""
+    loss = losses[-1]
+    if not math.isfinite(loss):
+        return {"step": step, "reason": f"training loss is {loss} (not finite) at step {step}"}
+    first = losses[0]
+    if len(losses) > 1 and first > 0 and loss > divergence.step_factor * first:
+        return {
+            "step": step,
+            "reason": (
+                f"training loss {loss:.4g} at step {step} exceeds {divergence.step_factor:g} x "
+                f"the first step's loss ({first:.4g})"
+            ),
+        }
+    window = losses[-divergence.window :]
+    if len(window) == divergence.window:
+        mean = math.fsum(window) / len(window)
+        limit = divergence.loss_factor * first
+        if mean > limit:
+            return {
+                "step": step,
+                "reason": (
+                    f"mean training loss {mean:.4g} over steps {step - len(window) + 1}-{step} "
+                    f"exceeds {divergence.loss_factor:g} x the first step's loss ({first:.4g})"
+                ),
+            }
+    return None
+
+
+def final_metric_check(
+    experiment: Experiment,
+    metrics: Mapping[str, float],
+    step: int,
+    model_config: Mapping[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """Whether the final test metrics say the run has diverged: a metric that is not finite
+    (the primary metric first), or one worse than its chance limit."""
+    config = {**experiment.model_defaults, **(model_config or {})}
+    names = [experiment.primary_metric, *(m for m in metrics if m != experiment.primary_metric)]
+    for name in names:
+        value = metrics.get(name)
+        if value is not None and not math.isfinite(value):
+            return {"step": step, "reason": f"final test {name} is {value} (not finite)"}
+    for rule in experiment.divergence.chance_limits:
+        value = metrics.get(rule.metric)
+        if value is not None and rule.worse(value, config):
+            return {
+                "step": step,
+                "reason": (
+                    f"final test {rule.metric} {value:.4g} is worse than "
+                    f"{rule.limit(config):g}, far worse than chance ({rule.why})"
+                ),
+            }
+    return None
