@@ -36,7 +36,8 @@ from date.scaling import ALIASES, METHODS, canonical_method, scale
 from date.schedule import lr_at, total_steps, warmup_steps
 
 if TYPE_CHECKING:
-    from date.optim import BiasCorrectedLamb, build_optimizer
+    from date.lamb import BiasCorrectedLamb
+    from date.optim import build_optimizer
     from date.scheduler import DateScheduler
 
 __version__ = "0.1.0"
@@ -45,7 +46,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "DateScheduler": "date.scheduler",
     "build_optimizer": "date.optim",
-    "BiasCorrectedLamb": "date.optim",
+    "BiasCorrectedLamb": "date.lamb",
 }
 
 __all__ = [
