@@ -9,7 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from pytorch_optimizer import Lamb
+
+from date.optim import LARS_EXTRA_HINT
+
+try:
+    from pytorch_optimizer import Lamb
+except ImportError as error:
+    raise ImportError(
+        f"date.BiasCorrectedLamb needs pytorch-optimizer, which is not installed: {LARS_EXTRA_HINT}"
+    ) from error
 
 
 class BiasCorrectedLamb(Lamb):
