@@ -160,7 +160,7 @@ def format_advice(advice: Advice) -> str:
         for outlook in advice.ladder
     ]
     headers = ["batch", "k", "step speed-up", "examples x", ""]
-    lines.append(markdown_table(headers, rows))
+    lines.append(markdown_table(headers, rows, numbers_right=False))
     lines += [
         "",
         f"The {advice.method} recipe at batch {advice.suggested_batch} (from the base recipe at "
