@@ -10,6 +10,9 @@ same epoch budget.
     >>> date.scale(base, 32768).warmup_epochs
     40.0
 
+`date.scale_to_setup(base, per_device_batch=32, accumulation_steps=4, world_size=64)` scales to
+the global batch of a data-parallel setup (`date.global_batch_size`: 32 x 4 x 64 = 8192).
+
 Beyond the paper, `date.advise` turns a gradient noise scale measured at the base batch
 (`date.noise`; McCandlish et al. 2018) into the critical batch estimate and the recipe there.
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from date.advise import Advice, advise, fit_critical_batch, format_advice, noise_from_record
+from date.batch import global_batch_size, scale_to_setup
 from date.noise import (
     NoiseScaleEMA,
     TwoSizeEstimate,
@@ -36,7 +40,8 @@ from date.scaling import ALIASES, METHODS, canonical_method, scale
 from date.schedule import lr_at, total_steps, warmup_steps
 
 if TYPE_CHECKING:
-    from date.optim import BiasCorrectedLamb, build_optimizer
+    from date.lamb import BiasCorrectedLamb
+    from date.optim import build_optimizer
     from date.scheduler import DateScheduler
 
 __version__ = "0.1.0"
@@ -45,7 +50,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "DateScheduler": "date.scheduler",
     "build_optimizer": "date.optim",
-    "BiasCorrectedLamb": "date.optim",
+    "BiasCorrectedLamb": "date.lamb",
 }
 
 __all__ = [
@@ -67,11 +72,13 @@ __all__ = [
     "fit_critical_batch",
     "format_advice",
     "format_plan",
+    "global_batch_size",
     "lr_at",
     "noise_from_record",
     "plan",
     "pooled_noise_scale",
     "scale",
+    "scale_to_setup",
     "smoothed_noise_scale",
     "squared_grad_norm",
     "total_steps",

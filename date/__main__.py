@@ -5,6 +5,9 @@ Example (ImageNet, base batch 256, 5/16 epoch of warmup, doubling up to 32K)::
 
     python -m date plan --lr 0.1 --batch-size 256 --warmup-epochs 0.3125 --epochs 90 \\
         --dataset-size 1281167 --to 32768 --methods date,linear
+
+or, instead of --to, the setup: ``--per-device-batch 32 --accumulation-steps 4 --world-size 64``
+(the global batch 32 x 4 x 64 = 8192, shown beside the base batch).
     python -m date advise --record results/mnist_lstm/advise/runs/none_b128_s0.json
 
 Bad input prints one ``error: ...`` line on stderr and exits with status 2.
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from date.advise import advise, format_advice, noise_from_record
+from date.batch import global_batch_size
 from date.noise import DEFAULT_DECAY
 from date.plan import format_plan, plan
 from date.recipe import DECAYS, OPTIMIZERS, Recipe, check_batch_size
@@ -113,6 +117,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--to", type=_positive_integer, help="doubling ladder from --batch-size to this batch"
     )
     sizes.add_argument("--batch-sizes", type=_batch_sizes, help="e.g. 256,1024,8192")
+    sizes.add_argument(
+        "--per-device-batch",
+        type=_positive_integer,
+        help="the setup's batch per device (per process); the global batch is this x "
+        "--accumulation-steps x --world-size",
+    )
+    target.add_argument(
+        "--accumulation-steps",
+        type=_positive_integer,
+        help="micro-batches accumulated per optimizer step (with --per-device-batch; default 1)",
+    )
+    target.add_argument(
+        "--world-size",
+        type=_positive_integer,
+        help="data-parallel processes (with --per-device-batch; default 1)",
+    )
     target.add_argument(
         "--methods",
         type=_methods,
@@ -211,12 +231,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     if arguments.command == "advise":
         return _advise(arguments)
+    setup_line = None
     try:
         recipe = _recipe(arguments)
+        if arguments.per_device_batch is None:
+            given = [
+                flag
+                for flag in ("--accumulation-steps", "--world-size")
+                if getattr(arguments, flag[2:].replace("-", "_")) is not None
+            ]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)}: only with --per-device-batch (the global batch is "
+                    "per-device batch x accumulation steps x world size)"
+                )
         if arguments.to is not None:
             batch_sizes = doubling_ladder(recipe.batch_size, arguments.to)
-        else:
+        elif arguments.batch_sizes is not None:
             batch_sizes = arguments.batch_sizes
+        else:
+            accumulation, world = arguments.accumulation_steps or 1, arguments.world_size or 1
+            batch = global_batch_size(arguments.per_device_batch, accumulation, world)
+            batch_sizes = sorted({recipe.batch_size, batch})
+            setup_line = (
+                f"Global batch {batch} = {arguments.per_device_batch} per device x {accumulation} "
+                f"accumulation steps x {world} processes: k = {batch / recipe.batch_size:g} over "
+                f"the base batch {recipe.batch_size}."
+            )
         rows = plan(recipe, batch_sizes, arguments.methods, dataset_size=arguments.dataset_size)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -224,6 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments.json:
         print(json.dumps([dataclasses.asdict(row) for row in rows], indent=2))
     else:
+        if setup_line is not None:
+            print(setup_line + "\n")
         print(format_plan(rows))
     return 0
 

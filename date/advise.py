@@ -21,8 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tabulate import tabulate
-
+from date._table import markdown_table
 from date.noise import DEFAULT_DECAY, pooled_noise_scale, smoothed_noise_scale
 from date.plan import PlanRow, format_plan, plan
 from date.recipe import Recipe, check_batch_size
@@ -161,7 +160,7 @@ def format_advice(advice: Advice) -> str:
         for outlook in advice.ladder
     ]
     headers = ["batch", "k", "step speed-up", "examples x", ""]
-    lines.append(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
+    lines.append(markdown_table(headers, rows, numbers_right=False))
     lines += [
         "",
         f"The {advice.method} recipe at batch {advice.suggested_batch} (from the base recipe at "

@@ -5,8 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Sequence
 
-from tabulate import tabulate
-
+from date._table import markdown_table
 from date.recipe import Recipe, check_batch_size
 from date.scaling import METHODS, canonical_method, scale
 from date.schedule import total_steps, warmup_steps
@@ -70,11 +69,17 @@ def plan(
 
 # Column formats: k and warmup epochs to 6 significant digits, peak lr to 5 (0.1 * sqrt(128) ->
 # 1.1314), step counts to 1 decimal (warmup) and 2 decimals (steps per epoch).
-_FLOAT_FORMATS = ("", "", ".6g", ".5g", ".6g", ".1f", "", ".2f")
+_FORMATS = ("", "", ".6g", ".5g", ".6g", ".1f", "", ".2f")
 
 
 def format_plan(rows: Sequence[PlanRow]) -> str:
     """Render plan rows as a GitHub-flavoured Markdown table."""
     headers = [field.name for field in dataclasses.fields(PlanRow)]
-    table = [dataclasses.astuple(row) for row in rows]
-    return tabulate(table, headers=headers, tablefmt="github", floatfmt=_FLOAT_FORMATS)
+    table = [
+        [
+            format(value, spec)
+            for value, spec in zip(dataclasses.astuple(row), _FORMATS, strict=True)
+        ]
+        for row in rows
+    ]
+    return markdown_table(headers, table)

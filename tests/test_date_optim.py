@@ -7,15 +7,26 @@ Expected values are computed from those formulas with plain Python floats (float
 """
 
 import math
+import sys
 
 import pytest
-import pytorch_optimizer
 import torch
 
-from date import BiasCorrectedLamb, Recipe, build_optimizer
+import date
+from date import Recipe, build_optimizer
 from date.optim import NO_WEIGHT_DECAY_GROUP, WEIGHTS_GROUP
 
+try:
+    import pytorch_optimizer
+except ImportError:  # the library's optional extra "lars"; SGD and the Adam family need nothing
+    pytorch_optimizer = None
+
 pytestmark = pytest.mark.filterwarnings("error")
+
+#: LARS and LAMB come from pytorch_optimizer, the library's optional extra "lars".
+needs_lars_extra = pytest.mark.skipif(
+    pytorch_optimizer is None, reason="the library's [lars] extra (pytorch-optimizer) is absent"
+)
 
 
 def recipe(**changes):
@@ -34,18 +45,18 @@ def groups_by_name(optimizer):
 @pytest.mark.parametrize(
     ("name", "expected_type"),
     [
-        ("sgd", torch.optim.SGD),
-        ("adam", torch.optim.Adam),
-        ("adamw", torch.optim.AdamW),
-        ("adagrad", torch.optim.Adagrad),
-        ("lars", pytorch_optimizer.LARS),
-        ("lamb", BiasCorrectedLamb),
+        ("sgd", lambda: torch.optim.SGD),
+        ("adam", lambda: torch.optim.Adam),
+        ("adamw", lambda: torch.optim.AdamW),
+        ("adagrad", lambda: torch.optim.Adagrad),
+        pytest.param("lars", lambda: pytorch_optimizer.LARS, marks=needs_lars_extra),
+        pytest.param("lamb", lambda: date.BiasCorrectedLamb, marks=needs_lars_extra),
     ],
 )
 def test_param_groups_exclude_vectors_from_weight_decay(name, expected_type):
     module = network()
     optimizer = build_optimizer(module, recipe(optimizer=name, weight_decay=5e-4))
-    assert type(optimizer) is expected_type
+    assert type(optimizer) is expected_type()
     groups = groups_by_name(optimizer)
     assert set(groups) == {WEIGHTS_GROUP, NO_WEIGHT_DECAY_GROUP}
     weights = {id(module[0].weight), id(module[2].weight)}
@@ -104,8 +115,13 @@ def test_unknown_optimizer_lists_the_choices():
         ("adam", 0.05, {}),
         ("adamw", 0.05, {"weight_decay": 0.01}),
         ("adagrad", 0.2, {}),
-        ("lars", 0.1, {"momentum": 0.9, "weight_decay": 1e-4, "trust_coefficient": 0.1}),
-        ("lamb", 0.05, {"weight_decay": 0.01}),
+        pytest.param(
+            "lars",
+            0.1,
+            {"momentum": 0.9, "weight_decay": 1e-4, "trust_coefficient": 0.1},
+            marks=needs_lars_extra,
+        ),
+        pytest.param("lamb", 0.05, {"weight_decay": 0.01}, marks=needs_lars_extra),
     ],
 )
 def test_each_optimizer_reduces_a_quadratic_loss(name, lr, extra):
@@ -192,6 +208,7 @@ def lars_local_lr(weight, gradient, weight_decay, trust_coefficient):
 
 
 @pytest.mark.parametrize("foreach", [None, False])
+@needs_lars_extra
 def test_lars_two_steps_by_hand(foreach):
     # gamma (lr) 2, m 0.9, beta (weight decay) 0.01, eta (trust coefficient) 0.001.
     lr, momentum, weight_decay, trust = 2.0, 0.9, 0.01, 0.001
@@ -228,6 +245,7 @@ def test_lars_two_steps_by_hand(foreach):
     assert close(bias, [-1.9, -2.45])
 
 
+@needs_lars_extra
 def test_lars_keeps_the_learning_rate_outside_the_momentum_buffer():
     """When lr changes between steps, pytorch_optimizer's LARS follows torch.optim.SGD.
 
@@ -278,6 +296,7 @@ def lamb_step(weight, moments, gradient, step_number, lr, weight_decay, eps, ada
     return [w - lr * ratio * u for w, u in zip(weight, update, strict=True)]
 
 
+@needs_lars_extra
 def test_lamb_two_steps_by_hand():
     lr, weight_decay, eps = 0.01, 0.01, 1e-6
     weight, bias = tensor([[3.0, 4.0]]), tensor([1.0, -1.0])
@@ -306,6 +325,7 @@ def test_lamb_two_steps_by_hand():
     assert math.dist(w2, w1) == pytest.approx(lr * math.hypot(*w1), rel=1e-12)
 
 
+@needs_lars_extra
 def test_lamb_trust_ratio_is_capped_at_10():
     # ||w|| = 50 > 10: the step is lr * 10 = 0.1 long instead of lr * 50.
     weight = tensor([[30.0, 40.0]])
@@ -314,6 +334,7 @@ def test_lamb_trust_ratio_is_capped_at_10():
     assert math.dist(weight.detach()[0].tolist(), [30.0, 40.0]) == pytest.approx(0.1, rel=1e-12)
 
 
+@needs_lars_extra
 def test_pytorch_optimizer_lamb_deviates_from_the_paper():
     """Why `BiasCorrectedLamb` exists (pytorch_optimizer 4.1.0 Lamb, default settings).
 
@@ -325,3 +346,12 @@ def test_pytorch_optimizer_lamb_deviates_from_the_paper():
     optimizer = pytorch_optimizer.Lamb([weight], lr=0.01, eps=1e-6)
     step(optimizer, [(weight, [[0.6, -0.8]])])
     assert math.dist(weight.detach()[0].tolist(), [3.0, 4.0]) == pytest.approx(0.5, rel=1e-5)
+
+
+def test_lars_and_lamb_without_the_extra_name_the_install(monkeypatch):
+    # sys.modules[name] = None makes `import name` raise ImportError, as when it is not installed.
+    monkeypatch.setitem(sys.modules, "pytorch_optimizer", None)
+    for name in ("lars", "lamb"):
+        with pytest.raises(ImportError, match=r"pip install 'date-legw\[lars\]'"):
+            build_optimizer(network(), recipe(optimizer=name))
+    assert type(build_optimizer(network(), recipe())) is torch.optim.SGD

@@ -90,14 +90,14 @@ ls -S -s -h "$WHEELHOUSE" | sed -n '2,6p' | sed 's/^/    /'
 
 "${PIP[@]}" install --quiet --no-index --find-links "$WHEELHOUSE" \
     "$TORCH_REQ" "$TORCH_XLA_REQ" "$TORCHVISION_REQ" "${PROJECT_DEPS[@]}"
-# The project itself, without its torch==2.14.1 pin.
-"${PIP[@]}" install --quiet --no-deps -e "$ROOT"
+# The library and the project, without their torch requirements (torch>=2.13, torch==2.14.1).
+"${PIP[@]}" install --quiet --no-deps -e "$ROOT/library" -e "$ROOT"
 installed=$(date +%s)
 log "installed in $((installed - downloaded)) s (total $((installed - started)) s)"
 
 log "resolved versions:"
 "${PIP[@]}" list 2>/dev/null \
-    | grep -i -E '^(torch|torch.xla|torchvision|numpy|pytorch.optimizer|date-repro) ' \
+    | grep -i -E '^(torch|torch.xla|torchvision|numpy|pytorch.optimizer|date-repro|date-legw) ' \
     | sed 's/^/    /'
 report_sizes
 import_check
