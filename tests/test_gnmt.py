@@ -58,7 +58,14 @@ def test_default_preset_without_wmt16_exits_2_before_writing(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["gnmt", "--out", str(out)]) == 2
     message = capsys.readouterr().err
-    for expected in ("train.en", "--data-dir", "wmt/wmt16", "save_to_disk", "--preset smoke"):
+    for expected in (
+        "train.en",
+        "--data-dir",
+        "wmt/wmt16",
+        "save_to_disk",
+        "--preset smoke",
+        "--plan --preset full",
+    ):
         assert expected in message
     assert not out.exists()
     assert main(["gnmt", "--data-dir", str(tmp_path), "--out", str(out)]) == 2

@@ -95,7 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="output folder (default: results/EXPERIMENT/PRESET)"
     )
     parser.add_argument(
-        "--plan", action="store_true", help="print the resolved recipes; train nothing"
+        "--plan", action="store_true", help="print the resolved recipes at once; train nothing"
+    )
+    parser.add_argument(
+        "--estimate",
+        action="store_true",
+        help="time a few training steps on this device and print the estimated training time "
+        "(with --plan: per batch size, training nothing; else one line before the sweep trains). "
+        "Printed, never recorded",
     )
     parser.add_argument(
         "--set",
@@ -429,6 +436,7 @@ def build_spec(arguments: argparse.Namespace, argv: Sequence[str]) -> SweepSpec:
         data_overrides=data,
         run=run,
         progress=not arguments.quiet,
+        estimate=arguments.estimate,
         resume=arguments.resume,
         command=("reproduce/run.py", *argv),
     )
@@ -540,7 +548,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             print(resolved_plan_table(planned, train))
         source = "declared" if isinstance(train, CountedExamples) else "counted in the data"
-        print(f"\nTraining examples per epoch: {train.steps_per_epoch(1):,.0f} ({source}).\n")
+        print(f"\nTraining examples per epoch: {train.steps_per_epoch(1):,.0f} ({source}).")
+        if not arguments.estimate:
+            print("Add --estimate to time a few training steps here and estimate the training time.")
+            return 0
+        print()
         try:
             for planned in specs:
                 print(plan_estimate(planned, train))
