@@ -550,7 +550,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         source = "declared" if isinstance(train, CountedExamples) else "counted in the data"
         print(f"\nTraining examples per epoch: {train.steps_per_epoch(1):,.0f} ({source}).")
         if not arguments.estimate:
-            print("Add --estimate to time a few training steps here and estimate the training time.")
+            print("Add --estimate to time a few training steps and estimate the training time.")
             return 0
         print()
         try:
