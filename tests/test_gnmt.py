@@ -18,12 +18,15 @@ from reproduce.harness.trainer import accumulate_gradients
 
 @pytest.fixture(scope="module")
 def smoke_record(tmp_path_factory):
-    """The smoke preset with gnmt.MEMORIZE at its base batch (600 steps of 16 pairs)."""
+    """The smoke preset with gnmt.MEMORIZE (its width 256, 600 steps of 16 pairs) at its base
+    batch."""
     out = tmp_path_factory.mktemp("gnmt_smoke")
     cache = tmp_path_factory.mktemp("subword_cache")
-    milestones = ",".join(str(m) for m in gnmt.MEMORIZE["milestones"])
     argv = ["gnmt", "--preset", "smoke", "--batch-sizes", "16", "--methods", "date"]
-    overrides = [f"epochs={gnmt.MEMORIZE['epochs']}", f"milestones={milestones}"]
+    overrides = [
+        f"{key}={','.join(map(str, value)) if isinstance(value, tuple) else value}"
+        for key, value in gnmt.MEMORIZE.items()
+    ]
     overrides.append(f"data.subword_cache={cache}")
     sets = [item for override in overrides for item in ("--set", override)]
     assert main([*argv, *sets, "--out", str(out), "--quiet"]) == 0
