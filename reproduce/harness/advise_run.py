@@ -80,9 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or tpu")
     parser.add_argument("--data-dir", type=Path, help="read the data from this folder")
-    parser.add_argument(
-        "--out", type=Path, help="output folder (default: results/EXPERIMENT/advise)"
-    )
+    parser.add_argument("--out", type=Path, help="output folder (default: runs/EXPERIMENT/advise)")
     parser.add_argument(
         "--set",
         action="append",
@@ -203,7 +201,7 @@ def _short_run_spec(arguments: argparse.Namespace, argv: Sequence[str]) -> tuple
         base_seeds=1,
         recipe_overrides={**spec.recipe_overrides, **short_budget(base, arguments.epochs)},
         run=dataclasses.replace(spec.run, micro_batch_size=micro, measure_noise=True),
-        out_dir=arguments.out or Path("results") / spec.experiment.name / "advise",
+        out_dir=arguments.out or Path("runs") / spec.experiment.name / "advise",
         command=("reproduce/advise.py", *argv),
     )
     return spec, base

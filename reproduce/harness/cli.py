@@ -42,6 +42,11 @@ from .sweep import (
 from .trainer import PRECISIONS
 
 DEFAULT_PRESET = "quick"
+#: Where a user's runs go unless --out says otherwise: runs/EXPERIMENT/PRESET, gitignored, apart
+#: from the published records in results/ (so that a fresh clone trains instead of finding every
+#: run already recorded, and publishing stays an explicit --out results/...).
+USER_RUNS = Path("runs")
+PUBLISHED = Path(__file__).resolve().parents[2] / "results"
 USAGE_ERROR = 2
 INTERRUPTED = 128 + 2  # the shell's code for a process ended by SIGINT (Ctrl-C)
 
@@ -92,7 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", type=Path, help="read the data from this folder instead of the repo's copy"
     )
     parser.add_argument(
-        "--out", type=Path, help="output folder (default: results/EXPERIMENT/PRESET)"
+        "--out",
+        type=Path,
+        help="output folder (default: runs/EXPERIMENT/PRESET, your own runs; the published "
+        "records are in results/EXPERIMENT/PRESET, and --out results/... adds to them)",
     )
     parser.add_argument(
         "--plan", action="store_true", help="print the resolved recipes at once; train nothing"
@@ -430,7 +438,7 @@ def build_spec(arguments: argparse.Namespace, argv: Sequence[str]) -> SweepSpec:
         device=arguments.device,
         data_source=source,
         data_dir=arguments.data_dir,
-        out_dir=arguments.out or Path("results") / experiment.name / arguments.preset,
+        out_dir=arguments.out or USER_RUNS / experiment.name / arguments.preset,
         recipe_overrides=recipe,
         model_overrides=model,
         data_overrides=data,
@@ -619,19 +627,35 @@ def end_of_job_lines(spec: SweepSpec) -> list[str]:
     """What was learned, in a few lines: per budget of a budget sweep, or of the one sweep."""
     from . import report
 
+    published = PUBLISHED / spec.experiment.name / spec.preset
     if not spec.experiment.presets[spec.preset].budgets:
         if not (spec.out_dir / report.REPORT_FILES["summary"]).is_file():
             return [f"no report in {spec.out_dir} yet (no run is recorded there)"]
-        return report.summary_lines(spec.out_dir)
+        return report.summary_lines(spec.out_dir) + published_lines(spec.out_dir, published)
     from .budget_report import answer_lines, budget_tables
     from .budgets import budget_folder, budgets_of
 
     lines = []
     for epochs in budgets_of(spec):
-        lines += report.summary_lines(budget_folder(spec.out_dir, epochs))
+        folder = budget_folder(spec.out_dir, epochs)
+        lines += report.summary_lines(folder)
+        lines += published_lines(folder, budget_folder(published, epochs))
     lines += answer_lines(budget_tables(spec.out_dir, spec.experiment))
     lines.append(f"budget report: {spec.out_dir / 'budgets.md'}")
     return lines
+
+
+def published_lines(out_dir: Path, published: Path) -> list[str]:
+    """The user's cells next to the published ones of the same preset, when those exist (and
+    are not the folder just written: --out results/... publishes)."""
+    from .report import REPORT_FILES
+    from .report.published import comparison_lines
+
+    if not (published / REPORT_FILES["summary"]).is_file():
+        return []
+    if out_dir.resolve() == published.resolve():
+        return []
+    return comparison_lines(out_dir, published)
 
 
 def main_tune(argv: Sequence[str] | None = None) -> int:
@@ -656,9 +680,7 @@ def main_tune(argv: Sequence[str] | None = None) -> int:
         if not spec.experiment.tuning_grid:
             raise UsageError(f"experiment {spec.experiment.name!r} declares no tuning grid")
         if arguments.out is None and not spec.experiment.presets[spec.preset].budgets:
-            spec = dataclasses.replace(
-                spec, out_dir=Path("results") / spec.experiment.name / "tuning"
-            )
+            spec = dataclasses.replace(spec, out_dir=USER_RUNS / spec.experiment.name / "tuning")
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
