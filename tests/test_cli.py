@@ -24,6 +24,7 @@ FROZEN_FLAGS = {
     "--data-dir",
     "--out",
     "--plan",
+    "--estimate",
     "--set",
     "--resume",
     "--quiet",

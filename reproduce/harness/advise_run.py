@@ -89,7 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a recipe field (lr=0.2), model.KEY, data.KEY or run.KEY",
     )
     parser.add_argument("--quiet", action="store_true", help="print only the advice")
-    parser.epilog = help_epilog()
+    # run.py's epilog without its "default preset" line: advise.py's default is its own
+    parser.epilog = "\n".join(
+        line for line in help_epilog().splitlines() if not line.startswith("default preset:")
+    )
     return parser
 
 
@@ -168,6 +171,7 @@ def _short_run_spec(arguments: argparse.Namespace, argv: Sequence[str]) -> tuple
         out=arguments.out,
         quiet=arguments.quiet,
         resume=False,
+        estimate=False,
     )
     spec = build_spec(namespace, argv)
     base = spec.base_recipe

@@ -712,7 +712,6 @@ def main_report(argv: Sequence[str] | None = None) -> int:
     """reproduce/report.py: regenerate every table and plot from the run records; optionally
     print the paper diff as JSON, fail on a missed verified target, or regenerate (or check) the
     README's results section."""
-    import os
 
     from . import readme_results, report
     from .io import atomic_write_text
@@ -742,7 +741,7 @@ def main_report(argv: Sequence[str] | None = None) -> int:
     readme.add_argument(
         "--readme",
         action="store_true",
-        help="also rewrite the README's results section from every results/*/full",
+        help="also rewrite the generated sections of README.md and docs/results.md",
     )
     readme.add_argument(
         "--check-readme",
@@ -754,11 +753,10 @@ def main_report(argv: Sequence[str] | None = None) -> int:
     )
     arguments = parser.parse_args(argv)
     readme_file = arguments.readme_file or arguments.results.parent / "README.md"
-    link_prefix = Path(os.path.relpath(arguments.results, readme_file.parent)).as_posix()
 
-    def generated_readme() -> str:
-        section = readme_results.readme_results_section(arguments.results, link_prefix)
-        return readme_results.replace_readme_section(readme_file.read_text("utf-8"), section)
+    def generated_readme() -> dict[Path, str]:
+        """The README and docs/results.md as --readme writes them."""
+        return readme_results.regenerated_pages(readme_file, arguments.results)
 
     if arguments.check_readme:
         if arguments.folders or arguments.json or arguments.fail_on_missed:
@@ -769,14 +767,15 @@ def main_report(argv: Sequence[str] | None = None) -> int:
         except (readme_results.StaleReport, ValueError, OSError) as error:
             print(f"error: {error}; run `{readme_results.README_COMMAND}`", file=sys.stderr)
             return 1
-        if fresh != readme_file.read_text("utf-8"):
+        stale = [page for page, text in fresh.items() if text != page.read_text("utf-8")]
+        if stale:
             print(
-                f"error: the results section of {readme_file} is stale; regenerate it with "
-                f"`{readme_results.README_COMMAND}` and commit it",
+                f"error: the results section of {', '.join(map(str, stale))} is stale; "
+                f"regenerate it with `{readme_results.README_COMMAND}` and commit it",
                 file=sys.stderr,
             )
             return 1
-        print(f"{readme_file}: results section up to date")
+        print(f"{', '.join(map(str, fresh))}: results section up to date")
         return 0
 
     # A budget sweep's root (results/EXP/budget) stands for its budget folders (E10, E20, ...)
@@ -875,11 +874,13 @@ def main_report(argv: Sequence[str] | None = None) -> int:
         print(f"{root}: wrote {', '.join(sorted(p.name for p in paths.values()))}", file=log)
     if arguments.readme:
         try:
-            atomic_write_text(readme_file, generated_readme())
+            pages = generated_readme()
+            for page, text in pages.items():
+                atomic_write_text(page, text)
         except (readme_results.StaleReport, ValueError, OSError) as error:
             print(f"error: README not written: {error}", file=sys.stderr)
             return 1
-        print(f"{readme_file}: results section regenerated", file=log)
+        print(f"{', '.join(map(str, pages))}: results section regenerated", file=log)
     missed_total = sum(summary["missed_verified"] for summary in summaries)
     if arguments.json:
         print(
