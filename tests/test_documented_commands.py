@@ -199,9 +199,36 @@ def test_every_command_is_found_and_every_table_entry_is_in_the_text():
     assert not set(SMALLER) & set(ELSEWHERE)
 
 
+#: Runs ``python SCRIPT ARGS`` and ``python -m MODULE ARGS`` commands one after another in one
+#: interpreter (torch is imported once instead of once per command: about 20 commands), from the
+#: clone's folder and with the clone's code first on sys.path. Prints one JSON line per command.
+DRIVER = r"""
+import contextlib, io, json, runpy, sys
+commands = json.loads(sys.argv[1])
+sys.path.insert(0, ".")
+for argv in commands:
+    out = io.StringIO()
+    code = 0
+    sys.argv = list(argv)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            if argv[0] == "-m":
+                sys.argv = [argv[1], *argv[2:]]
+                runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+            else:
+                runpy.run_path(argv[0], run_name="__main__")
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    print(json.dumps({"argv": argv, "code": code, "output": out.getvalue()[-3000:]}), flush=True)
+"""
+
+
 def test_every_documented_command_exits_0_on_a_fresh_clone(fresh_clone):
-    """One shell runs the commands in the order of the text (the advise record is written by
-    the command before the one that reads it), stopping at the first failure."""
+    """The commands in the order of the text (the advise record is written by the command before
+    the one that reads it): Python ones in one interpreter (DRIVER), the others with bash."""
+    import json
+    import shlex
+
     environment = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -209,13 +236,19 @@ def test_every_documented_command_exits_0_on_a_fresh_clone(fresh_clone):
         "VIRTUAL_ENV": sys.prefix,
     }
     environment.pop("PYTHONPATH", None)
-    ran = []
+    python_commands, shell_commands = [], []
     for page, command in documented_commands():
         if command in ELSEWHERE:
             continue
         if command == "source .venv/bin/activate":
             command = f"source {Path(sys.prefix) / 'bin' / 'activate'}"
         command = SMALLER.get(command, command)
+        words = shlex.split(command)
+        if words[0] == "python" and not any(char in command for char in "$|&;<>"):
+            python_commands.append((page, command, words[1:]))
+        else:
+            shell_commands.append((page, command))
+    for page, command in shell_commands:
         result = subprocess.run(
             ["bash", "-c", command],
             cwd=fresh_clone,
@@ -228,9 +261,24 @@ def test_every_documented_command_exits_0_on_a_fresh_clone(fresh_clone):
             f"{page}: `{command}` exited {result.returncode}:\n"
             f"{result.stdout[-1500:]}\n{result.stderr[-1500:]}"
         )
-        ran.append(command)
+    result = subprocess.run(
+        [sys.executable, "-c", DRIVER, json.dumps([argv for *_, argv in python_commands])],
+        cwd=fresh_clone,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcomes = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(outcomes) == len(python_commands), result.stderr[-3000:]
+    for (page, command, _), outcome in zip(python_commands, outcomes, strict=True):
+        assert outcome["code"] == 0, (
+            f"{page}: `{command}` exited {outcome['code']}:\n{outcome['output']}"
+        )
     # the main job (smoke here) wrote its own folder, never results/
     assert (fresh_clone / "runs" / "mnist_lstm" / "smoke" / "summary.json").is_file()
     assert not (fresh_clone / "results" / "mnist_lstm" / "smoke").exists()
-    assert (fresh_clone / "runs" / "mnist_lstm" / "advise" / "runs" / "none_b128_s0.json").is_file()
-    assert len(ran) >= 20
+    advise_record = fresh_clone / "runs" / "mnist_lstm" / "advise" / "runs" / "none_b128_s0.json"
+    assert advise_record.is_file()
+    assert len(python_commands) + len(shell_commands) >= 20
