@@ -24,6 +24,7 @@ FROZEN_FLAGS = {
     "--data-dir",
     "--out",
     "--plan",
+    "--estimate",
     "--set",
     "--resume",
     "--quiet",
@@ -120,7 +121,7 @@ def test_plan_prints_resolved_recipes_and_trains_nothing(tmp_path, capsys):
         str(out),
     ]
     assert main(argv) == 0
-    table = capsys.readouterr().out.split("\n\n")[0]  # the time estimate follows the table
+    table = capsys.readouterr().out.split("\n\n")[0]  # the examples per epoch follow the table
     lines = {
         line.split("|")[1].strip() + "@" + line.split("|")[2].strip(): line
         for line in table.splitlines()[2:]
@@ -146,3 +147,21 @@ def test_script_runs_from_any_folder(tmp_path):
     assert "experiments (presets: batch sizes):\n" in result.stdout
     assert all(f"\n  {name} " in result.stdout for name in experiments())
     assert "aliases: legw = date" in result.stdout and "default preset: quick" in result.stdout
+
+
+def test_plan_prints_at_once_and_times_steps_only_with_estimate(monkeypatch, capsys):
+    """--plan alone never times a training step (ResNet-50's took minutes); --estimate does, and
+    a sweep without --estimate times nothing before it trains."""
+    from reproduce.harness import estimate
+
+    def no_timing(*args, **kwargs):
+        raise AssertionError("a step was timed without --estimate")
+
+    monkeypatch.setattr(estimate, "measure_step_cost", no_timing)
+    assert main(["imagenet_resnet50", "--preset", "full", "--plan", "--methods", "date"]) == 0
+    out = capsys.readouterr().out
+    assert "32768" in out and "--estimate" in out and "Whole sweep" not in out
+    monkeypatch.undo()
+    argv = ["mnist_lstm", "--preset", "smoke", "--methods", "date", "--batch-sizes", "32"]
+    assert main([*argv, "--plan", "--estimate"]) == 0
+    assert "Whole sweep: 1 runs to train" in capsys.readouterr().out

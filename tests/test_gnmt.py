@@ -18,12 +18,15 @@ from reproduce.harness.trainer import accumulate_gradients
 
 @pytest.fixture(scope="module")
 def smoke_record(tmp_path_factory):
-    """The smoke preset with gnmt.MEMORIZE at its base batch (600 steps of 16 pairs)."""
+    """The smoke preset with gnmt.MEMORIZE (its width 256, 600 steps of 16 pairs) at its base
+    batch."""
     out = tmp_path_factory.mktemp("gnmt_smoke")
     cache = tmp_path_factory.mktemp("subword_cache")
-    milestones = ",".join(str(m) for m in gnmt.MEMORIZE["milestones"])
     argv = ["gnmt", "--preset", "smoke", "--batch-sizes", "16", "--methods", "date"]
-    overrides = [f"epochs={gnmt.MEMORIZE['epochs']}", f"milestones={milestones}"]
+    overrides = [
+        f"{key}={','.join(map(str, value)) if isinstance(value, tuple) else value}"
+        for key, value in gnmt.MEMORIZE.items()
+    ]
     overrides.append(f"data.subword_cache={cache}")
     sets = [item for override in overrides for item in ("--set", override)]
     assert main([*argv, *sets, "--out", str(out), "--quiet"]) == 0
@@ -58,7 +61,14 @@ def test_default_preset_without_wmt16_exits_2_before_writing(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["gnmt", "--out", str(out)]) == 2
     message = capsys.readouterr().err
-    for expected in ("train.en", "--data-dir", "wmt/wmt16", "save_to_disk", "--preset smoke"):
+    for expected in (
+        "train.en",
+        "--data-dir",
+        "wmt/wmt16",
+        "save_to_disk",
+        "--preset smoke",
+        "--plan --preset full",
+    ):
         assert expected in message
     assert not out.exists()
     assert main(["gnmt", "--data-dir", str(tmp_path), "--out", str(out)]) == 2

@@ -148,7 +148,7 @@ def plan_table_rows(text: str) -> dict[int, list[str]]:
 def test_plan_reproduces_the_nus_table_from_the_base_recipe_alone(capsys, monkeypatch, tmp_path):
     monkeypatch.setattr(imagenet, "DEFAULT_DIR", tmp_path / "absent")  # no ImageNet anywhere
     argv = ["imagenet_resnet50", "--preset", "full", "--plan", "--methods", "date"]
-    argv += ["--set", "run.micro_batch_size=1", "--out", str(tmp_path / "out")]
+    argv += ["--estimate", "--set", "run.micro_batch_size=1", "--out", str(tmp_path / "out")]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     rows = plan_table_rows(printed)
@@ -182,6 +182,7 @@ def test_without_imagenet_the_default_command_exits_2_saying_what_to_do(
     assert "DIR/train/<wnid>/*.JPEG and DIR/val/<wnid>/*.JPEG" in message
     assert "python -m reproduce.datasets.imagenet prepare --train-tar" in message
     assert "--data-dir DIR" in message and "`--preset smoke` runs end to end" in message
+    assert "`--plan --preset full`" in message  # the NUS table up to 32K, without the data
     assert not out.exists()
     elsewhere = tmp_path / "mine"
     (elsewhere / "train").mkdir(parents=True)

@@ -16,12 +16,13 @@ from test_report import make_record, write_records
 
 from reproduce.harness.cli import main, main_report
 from reproduce.harness.readme_results import (
+    CLAIMS_BEGIN,
     README_BEGIN,
     README_COMMAND,
     README_END,
     StaleReport,
-    readme_results_section,
-    replace_readme_section,
+    claims_section,
+    regenerated_pages,
 )
 from reproduce.harness.registry import get_experiment
 
@@ -52,15 +53,37 @@ def tracked_results(tmp_path: Path) -> Path:
 
 
 def test_the_readme_results_section_is_fresh(tmp_path):
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    """The README's claims section and docs/results.md's results section are what `--readme`
+    writes from the tracked records (pages copied beside a copy of results/, so that links come
+    out as in the repository)."""
+    results = tracked_results(tmp_path)
+    pages = {}
+    for name in ("README.md", "docs/results.md"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, tmp_path / name)
+        pages[tmp_path / name] = (REPO / name).read_text(encoding="utf-8")
     try:
-        section = readme_results_section(tracked_results(tmp_path), link_prefix="results")
+        fresh = regenerated_pages(tmp_path / "README.md", results)
     except StaleReport as error:
         pytest.fail(f"{error}: run `{README_COMMAND}`, then commit results/ and README.md")
-    assert readme == replace_readme_section(readme, section), (
-        f"README.md's results section is stale: run `{README_COMMAND}` and commit README.md "
-        "(only results/ files tracked by git count)"
-    )
+    assert set(fresh) == set(pages)
+    for page, text in pages.items():
+        assert fresh[page] == text, (
+            f"{page.relative_to(tmp_path)}'s generated section is stale: run `{README_COMMAND}` "
+            "and commit it (only results/ files tracked by git count)"
+        )
+    assert CLAIMS_BEGIN in pages[tmp_path / "README.md"]
+    assert README_BEGIN in pages[tmp_path / "docs/results.md"]
+
+
+def test_the_claims_section_has_one_row_per_claim_and_links_the_details(tmp_path):
+    write_records(tmp_path / "results" / "mnist_lstm" / "full", mnist_sweep(0.979))
+    assert main_report(["--results", str(tmp_path / "results")]) == 0
+    section = claims_section(tmp_path / "results")
+    rows = [line for line in section.splitlines() if line.startswith("| mnist_lstm / full")]
+    assert len(rows) == 1 and "LSTM batch scaled x64" in rows[0]
+    assert "0.9790 ± 0 (n=3)" in rows[0] and rows[0].endswith("| within tolerance |")
+    assert section.endswith("[docs/results.md](docs/results.md).")
 
 
 # ---------------------------------------------------------------------------------- fixtures

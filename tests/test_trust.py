@@ -212,9 +212,9 @@ def test_seeds_sets_the_base_batch_seeds_too():
 
 
 def test_the_printed_time_estimate_changes_nothing_a_run_records(tmp_path, capsys):
-    """Without --quiet a sweep first times a few steps to print its estimate: the records must be
+    """With --estimate a sweep first times a few steps to print its estimate: the records must be
     the same as a quiet run's (the timing uses a throw-away model under a forked RNG)."""
-    loud = [arg for arg in ONE_RUN if arg != "--quiet"]
+    loud = [arg for arg in ONE_RUN if arg != "--quiet"] + ["--estimate"]
     assert main([*loud, "--out", str(tmp_path / "loud")]) == 0
     assert "estimated training time of the 1 runs" in capsys.readouterr().out
     assert main([*ONE_RUN, "--out", str(tmp_path / "quiet")]) == 0

@@ -80,7 +80,8 @@ def what_to_do(looked_in: Path | None) -> str:
         f"{PREPARE_COMMAND}` and pass --data-dir DIR (or link DIR to {DEFAULT_DIR}); or read the "
         f"Hugging Face copy with --set data.source=hub (the {HUB_REPO} dataset is gated: accept "
         "its terms, then log in with `hf auth login` or set HF_TOKEN). `--preset smoke` runs end "
-        f"to end on the 10 images shipped in {SAMPLE_DIR}."
+        f"to end on the 10 images shipped in {SAMPLE_DIR}; `--plan --preset full` prints the "
+        "recipes of the whole sweep, 512 to 32K, without the data."
     )
 
 

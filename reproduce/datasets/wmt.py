@@ -185,7 +185,8 @@ def _local_help(data_dir: Path | None) -> str:
         f"with --data-dir; or read the Hugging Face copy with --set data.source=hub "
         f"({WMT16_HUB_ID!r}, config {WMT16_HUB_CONFIG!r}; --data-dir then names a folder written "
         "by DatasetDict.save_to_disk, for machines without network). --preset smoke and --preset "
-        "quick run on the shipped newstest2014 (data/wmt14_ende) without any download"
+        "quick run on the shipped newstest2014 (data/wmt14_ende) without any download; "
+        "--plan --preset full prints the recipes of the whole sweep, 1024 to 16384, without it"
     )
 
 

@@ -80,9 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or tpu")
     parser.add_argument("--data-dir", type=Path, help="read the data from this folder")
-    parser.add_argument(
-        "--out", type=Path, help="output folder (default: results/EXPERIMENT/advise)"
-    )
+    parser.add_argument("--out", type=Path, help="output folder (default: runs/EXPERIMENT/advise)")
     parser.add_argument(
         "--set",
         action="append",
@@ -91,7 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a recipe field (lr=0.2), model.KEY, data.KEY or run.KEY",
     )
     parser.add_argument("--quiet", action="store_true", help="print only the advice")
-    parser.epilog = help_epilog()
+    # run.py's epilog without its "default preset" line: advise.py's default is its own
+    parser.epilog = "\n".join(
+        line for line in help_epilog().splitlines() if not line.startswith("default preset:")
+    )
     return parser
 
 
@@ -170,6 +171,7 @@ def _short_run_spec(arguments: argparse.Namespace, argv: Sequence[str]) -> tuple
         out=arguments.out,
         quiet=arguments.quiet,
         resume=False,
+        estimate=False,
     )
     spec = build_spec(namespace, argv)
     base = spec.base_recipe
@@ -203,7 +205,7 @@ def _short_run_spec(arguments: argparse.Namespace, argv: Sequence[str]) -> tuple
         base_seeds=1,
         recipe_overrides={**spec.recipe_overrides, **short_budget(base, arguments.epochs)},
         run=dataclasses.replace(spec.run, micro_batch_size=micro, measure_noise=True),
-        out_dir=arguments.out or Path("results") / spec.experiment.name / "advise",
+        out_dir=arguments.out or Path("runs") / spec.experiment.name / "advise",
         command=("reproduce/advise.py", *argv),
     )
     return spec, base

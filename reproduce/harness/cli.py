@@ -43,6 +43,11 @@ from .trainer import PRECISIONS
 from .unfinished import ResultsRescued, RunsUnfinished, write_failure
 
 DEFAULT_PRESET = "quick"
+#: Where a user's runs go unless --out says otherwise: runs/EXPERIMENT/PRESET, gitignored, apart
+#: from the published records in results/ (so that a fresh clone trains instead of finding every
+#: run already recorded, and publishing stays an explicit --out results/...).
+USER_RUNS = Path("runs")
+PUBLISHED = Path(__file__).resolve().parents[2] / "results"
 USAGE_ERROR = 2
 INTERRUPTED = 128 + 2  # the shell's code for a process ended by SIGINT (Ctrl-C)
 
@@ -93,10 +98,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", type=Path, help="read the data from this folder instead of the repo's copy"
     )
     parser.add_argument(
-        "--out", type=Path, help="output folder (default: results/EXPERIMENT/PRESET)"
+        "--out",
+        type=Path,
+        help="output folder (default: runs/EXPERIMENT/PRESET, your own runs; the published "
+        "records are in results/EXPERIMENT/PRESET, and --out results/... adds to them)",
     )
     parser.add_argument(
-        "--plan", action="store_true", help="print the resolved recipes; train nothing"
+        "--plan", action="store_true", help="print the resolved recipes at once; train nothing"
+    )
+    parser.add_argument(
+        "--estimate",
+        action="store_true",
+        help="time a few training steps on this device and print the estimated training time "
+        "(with --plan: per batch size, training nothing; else one line before the sweep trains). "
+        "Printed, never recorded",
     )
     parser.add_argument(
         "--set",
@@ -424,12 +439,13 @@ def build_spec(arguments: argparse.Namespace, argv: Sequence[str]) -> SweepSpec:
         device=arguments.device,
         data_source=source,
         data_dir=arguments.data_dir,
-        out_dir=arguments.out or Path("results") / experiment.name / arguments.preset,
+        out_dir=arguments.out or USER_RUNS / experiment.name / arguments.preset,
         recipe_overrides=recipe,
         model_overrides=model,
         data_overrides=data,
         run=run,
         progress=not arguments.quiet,
+        estimate=arguments.estimate,
         resume=arguments.resume,
         command=("reproduce/run.py", *argv),
     )
@@ -541,7 +557,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             print(resolved_plan_table(planned, train))
         source = "declared" if isinstance(train, CountedExamples) else "counted in the data"
-        print(f"\nTraining examples per epoch: {train.steps_per_epoch(1):,.0f} ({source}).\n")
+        print(f"\nTraining examples per epoch: {train.steps_per_epoch(1):,.0f} ({source}).")
+        if not arguments.estimate:
+            print("Add --estimate to time a few training steps and estimate the training time.")
+            return 0
+        print()
         try:
             for planned in specs:
                 print(plan_estimate(planned, train))
@@ -614,19 +634,35 @@ def end_of_job_lines(spec: SweepSpec) -> list[str]:
     """What was learned, in a few lines: per budget of a budget sweep, or of the one sweep."""
     from . import report
 
+    published = PUBLISHED / spec.experiment.name / spec.preset
     if not spec.experiment.presets[spec.preset].budgets:
         if not (spec.out_dir / report.REPORT_FILES["summary"]).is_file():
             return [f"no report in {spec.out_dir} yet (no run is recorded there)"]
-        return report.summary_lines(spec.out_dir)
+        return report.summary_lines(spec.out_dir) + published_lines(spec.out_dir, published)
     from .budget_report import answer_lines, budget_tables
     from .budgets import budget_folder, budgets_of
 
     lines = []
     for epochs in budgets_of(spec):
-        lines += report.summary_lines(budget_folder(spec.out_dir, epochs))
+        folder = budget_folder(spec.out_dir, epochs)
+        lines += report.summary_lines(folder)
+        lines += published_lines(folder, budget_folder(published, epochs))
     lines += answer_lines(budget_tables(spec.out_dir, spec.experiment))
     lines.append(f"budget report: {spec.out_dir / 'budgets.md'}")
     return lines
+
+
+def published_lines(out_dir: Path, published: Path) -> list[str]:
+    """The user's cells next to the published ones of the same preset, when those exist (and
+    are not the folder just written: --out results/... publishes)."""
+    from .report import REPORT_FILES
+    from .report.published import comparison_lines
+
+    if not (published / REPORT_FILES["summary"]).is_file():
+        return []
+    if out_dir.resolve() == published.resolve():
+        return []
+    return comparison_lines(out_dir, published)
 
 
 def main_tune(argv: Sequence[str] | None = None) -> int:
@@ -651,9 +687,7 @@ def main_tune(argv: Sequence[str] | None = None) -> int:
         if not spec.experiment.tuning_grid:
             raise UsageError(f"experiment {spec.experiment.name!r} declares no tuning grid")
         if arguments.out is None and not spec.experiment.presets[spec.preset].budgets:
-            spec = dataclasses.replace(
-                spec, out_dir=Path("results") / spec.experiment.name / "tuning"
-            )
+            spec = dataclasses.replace(spec, out_dir=USER_RUNS / spec.experiment.name / "tuning")
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
@@ -685,7 +719,6 @@ def main_report(argv: Sequence[str] | None = None) -> int:
     """reproduce/report.py: regenerate every table and plot from the run records; optionally
     print the paper diff as JSON, fail on a missed verified target, or regenerate (or check) the
     README's results section."""
-    import os
 
     from . import readme_results, report
     from .io import atomic_write_text
@@ -715,7 +748,7 @@ def main_report(argv: Sequence[str] | None = None) -> int:
     readme.add_argument(
         "--readme",
         action="store_true",
-        help="also rewrite the README's results section from every results/*/full",
+        help="also rewrite the generated sections of README.md and docs/results.md",
     )
     readme.add_argument(
         "--check-readme",
@@ -727,11 +760,10 @@ def main_report(argv: Sequence[str] | None = None) -> int:
     )
     arguments = parser.parse_args(argv)
     readme_file = arguments.readme_file or arguments.results.parent / "README.md"
-    link_prefix = Path(os.path.relpath(arguments.results, readme_file.parent)).as_posix()
 
-    def generated_readme() -> str:
-        section = readme_results.readme_results_section(arguments.results, link_prefix)
-        return readme_results.replace_readme_section(readme_file.read_text("utf-8"), section)
+    def generated_readme() -> dict[Path, str]:
+        """The README and docs/results.md as --readme writes them."""
+        return readme_results.regenerated_pages(readme_file, arguments.results)
 
     if arguments.check_readme:
         if arguments.folders or arguments.json or arguments.fail_on_missed:
@@ -742,14 +774,15 @@ def main_report(argv: Sequence[str] | None = None) -> int:
         except (readme_results.StaleReport, ValueError, OSError) as error:
             print(f"error: {error}; run `{readme_results.README_COMMAND}`", file=sys.stderr)
             return 1
-        if fresh != readme_file.read_text("utf-8"):
+        stale = [page for page, text in fresh.items() if text != page.read_text("utf-8")]
+        if stale:
             print(
-                f"error: the results section of {readme_file} is stale; regenerate it with "
-                f"`{readme_results.README_COMMAND}` and commit it",
+                f"error: the results section of {', '.join(map(str, stale))} is stale; "
+                f"regenerate it with `{readme_results.README_COMMAND}` and commit it",
                 file=sys.stderr,
             )
             return 1
-        print(f"{readme_file}: results section up to date")
+        print(f"{', '.join(map(str, fresh))}: results section up to date")
         return 0
 
     # A budget sweep's root (results/EXP/budget) stands for its budget folders (E10, E20, ...)
@@ -848,11 +881,13 @@ def main_report(argv: Sequence[str] | None = None) -> int:
         print(f"{root}: wrote {', '.join(sorted(p.name for p in paths.values()))}", file=log)
     if arguments.readme:
         try:
-            atomic_write_text(readme_file, generated_readme())
+            pages = generated_readme()
+            for page, text in pages.items():
+                atomic_write_text(page, text)
         except (readme_results.StaleReport, ValueError, OSError) as error:
             print(f"error: README not written: {error}", file=sys.stderr)
             return 1
-        print(f"{readme_file}: results section regenerated", file=log)
+        print(f"{', '.join(map(str, pages))}: results section regenerated", file=log)
     missed_total = sum(summary["missed_verified"] for summary in summaries)
     if arguments.json:
         print(

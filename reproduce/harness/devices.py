@@ -97,8 +97,8 @@ def resolve_device(kind: str, local_rank: int = 0) -> Device:
             import torch_xla
         except ImportError as error:
             raise ValueError(
-                "--device tpu needs torch_xla (see README, 'Cloud TPU'); it is not installed "
-                f"in this environment ({error})"
+                "--device tpu needs torch_xla (see docs/scaling.md, linked from the README, 'Cloud "
+                f"TPU'); it is not installed in this environment ({error})"
             ) from error
         return Device("tpu", torch_xla.device(), _xla=torch_xla)
     raise ValueError(f"unknown device {kind!r}; valid choices: {', '.join(DEVICE_KINDS)}")

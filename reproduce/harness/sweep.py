@@ -85,6 +85,7 @@ class SweepSpec:
     data_overrides: Mapping[str, Any] = field(default_factory=dict)
     run: RunSettings = RunSettings()
     progress: bool = True
+    estimate: bool = False  # time a few steps and print the training time first (never recorded)
     resume: bool = False
     command: tuple[str, ...] = ()
 
@@ -733,7 +734,7 @@ def run_sweep(
         + f": {len(to_train)} to train, {len(selected) - len(to_train) - shared} already "
         f"recorded, {shared} shared with an identical run (k = 1); results in {spec.out_dir}"
     )
-    if to_train and spec.progress and context.is_main:
+    if spec.estimate and to_train and spec.progress and context.is_main:
         log(training_time_estimate(spec, worker, to_train))
     sweep = SweepProgress(
         total=len(to_train),
