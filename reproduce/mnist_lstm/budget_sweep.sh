@@ -9,13 +9,15 @@
 # batch, x16 and x64 with date, linear and sqrt): a 40-epoch budget costs about 4x a 10-epoch one.
 # The published records: BUDGETS="10 20", then BUDGETS=40 DECISIVE_ONLY=40, then x8 and x32 for
 # the steps-to-result curve at E = 40 in a third process:
-#   python reproduce/run.py mnist_lstm --preset budget --set epochs=40 --batch-sizes 4096,1024 \
+#   python reproduce/run.py mnist_lstm --preset budget --out results/mnist_lstm/budget \
+#     --set epochs=40 --batch-sizes 4096,1024 \
 #     --methods date,linear,sqrt
 # SEEDS=3 gives every decisive cell 3 seeds (the preset: 3 at the base batch, 2 elsewhere); LANES=1
 # runs everything in one single-thread lane, leaving the other core free. The longer budgets:
 #   LANES=1 SEEDS=3 BUDGETS="40 80 160" DECISIVE_ONLY="40 80 160" reproduce/mnist_lstm/budget_sweep.sh
 # (E = 40 was published with 2 seeds: this adds the third and skips what is recorded.)
-# On a bigger machine `python reproduce/run.py mnist_lstm --preset budget` does it all in one lane.
+# On a bigger machine `python reproduce/run.py mnist_lstm --preset budget --out results/mnist_lstm/budget`
+# does it all in one lane.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1
@@ -25,8 +27,11 @@ decisive_only=${DECISIVE_ONLY:-""}
 lanes=${LANES:-2}
 seeds=()
 if [[ -n "${SEEDS:-}" ]]; then seeds=(--seeds "$SEEDS"); fi
-run() { "$python" -u reproduce/run.py mnist_lstm --preset budget "$@"; }
-tune() { "$python" -u reproduce/tune.py mnist_lstm --preset budget "$@"; }
+# Published records: --out results/... (a run without --out writes to runs/, see the README).
+run() { "$python" -u reproduce/run.py mnist_lstm --preset budget --out results/mnist_lstm/budget "$@"; }
+tune() {
+  "$python" -u reproduce/tune.py mnist_lstm --preset budget --out results/mnist_lstm/budget "$@"
+}
 lane() {  # $1: budget, $2: the lane's methods at the base batch, $3: its methods at k > 1
   run --set "epochs=$1" --batch-sizes 128 --methods "$2"
   run --set "epochs=$1" --batch-sizes 8192,4096 --methods "$3"

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1
 python=${PYTHON:-.venv/bin/python}
-run() { "$python" -u reproduce/run.py mnist_lstm --preset full "$@"; }
+run() { "$python" -u reproduce/run.py mnist_lstm --preset full --out results/mnist_lstm/full "$@"; }
 lane() {  # $1: the lane's methods at k > 1, $2: its methods at the base batch
   run --batch-sizes 128 --methods "$2"
   run --batch-sizes 8192,4096 --methods "$1"
