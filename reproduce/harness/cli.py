@@ -610,13 +610,15 @@ def end_of_job_lines(spec: SweepSpec) -> list[str]:
     if not spec.experiment.presets[spec.preset].budgets:
         if not (spec.out_dir / report.REPORT_FILES["summary"]).is_file():
             return [f"no report in {spec.out_dir} yet (no run is recorded there)"]
-        return report.summary_lines(spec.out_dir)
+        return report.summary_lines(spec.out_dir, spec.experiment.divergence)
     from .budget_report import answer_lines, budget_tables
     from .budgets import budget_folder, budgets_of
 
     lines = []
     for epochs in budgets_of(spec):
-        lines += report.summary_lines(budget_folder(spec.out_dir, epochs))
+        lines += report.summary_lines(
+            budget_folder(spec.out_dir, epochs), spec.experiment.divergence
+        )
     lines += answer_lines(budget_tables(spec.out_dir, spec.experiment))
     lines.append(f"budget report: {spec.out_dir / 'budgets.md'}")
     return lines
@@ -776,6 +778,10 @@ def main_report(argv: Sequence[str] | None = None) -> int:
         try:
             record_files = report.read_record_files(folder)
             if record_files:
+                # Every record is judged by its experiment's current divergence rule on read.
+                name = record_files[0].record["experiment"]
+                if name in registered:
+                    record_files = report.read_record_files(folder, registered[name].divergence)
                 report.sweep_info([item.record for item in record_files])
         except ValueError as error:
             where = "" if str(error).startswith(str(folder)) else f"{folder}: "
@@ -808,6 +814,7 @@ def main_report(argv: Sequence[str] | None = None) -> int:
                 command=f"python reproduce/report.py {folder}",
                 plan=folder_plan(experiment, record_files[0].record),
                 files=record_files,
+                divergence=experiment.divergence,
             )
         except ValueError as error:  # records that contradict the experiment (e.g. its mode)
             print(f"error: {folder}: {error}; its reports were not written", file=sys.stderr)

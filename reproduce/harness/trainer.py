@@ -31,6 +31,7 @@ from .checkpoint import (
 )
 from .devices import Device
 from .distributed import DistributedContext
+from .divergence import loss_divergence, metric_divergence
 from .experiment import Batch, DataBundle, Divergence, Experiment
 from .noise_probe import NoiseProbe
 from .targets import meets
@@ -247,22 +248,7 @@ def divergence_check(
     divergence: Divergence, losses: list[float], step: int
 ) -> dict[str, Any] | None:
     """Whether the training loss says the run has diverged (see ``Divergence``)."""
-    loss = losses[-1]
-    if not math.isfinite(loss):
-        return {"step": step, "reason": f"training loss is {loss} (not finite) at step {step}"}
-    window = losses[-divergence.window :]
-    if len(window) == divergence.window:
-        mean = math.fsum(window) / len(window)
-        limit = divergence.loss_factor * losses[0]
-        if mean > limit:
-            return {
-                "step": step,
-                "reason": (
-                    f"mean training loss {mean:.4g} over steps {step - len(window) + 1}-{step} "
-                    f"exceeds {divergence.loss_factor:g} x the first step's loss ({losses[0]:.4g})"
-                ),
-            }
-    return None
+    return loss_divergence(divergence, losses, step)
 
 
 def final_metric_check(
@@ -270,19 +256,9 @@ def final_metric_check(
 ) -> dict[str, Any] | None:
     """Whether the final metric says the run has diverged (see ``Divergence``)."""
     metric = experiment.primary_metric
-    value = metrics.get(metric)
-    if value is None:
-        return None
-    if not math.isfinite(value):
-        return {"step": step, "reason": f"final test {metric} is {value} (not finite)"}
-    limit = experiment.divergence.metric_limit
-    if limit is not None and experiment.better(limit, value):
-        return {
-            "step": step,
-            "reason": f"final test {metric} {value:.4g} is worse than {limit:g}, "
-            "far worse than chance",
-        }
-    return None
+    return metric_divergence(
+        experiment.divergence, metric, experiment.mode, metrics.get(metric), step
+    )
 
 
 def train(
