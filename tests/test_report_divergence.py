@@ -14,6 +14,14 @@ import pytest
 from test_report import BASE, CLAIMS, TARGETS, make_record
 
 from reproduce.harness import report
+from reproduce.harness.divergence import (
+    APPLIED_ON_READ,
+    Divergence,
+    apply_on_read,
+    metrics_check,
+    record_divergence,
+    uniform_guess_perplexity,
+)
 from reproduce.harness.io import atomic_write_json
 
 METRIC_REASON = "final test accuracy 0.001 is worse than 0.01, far worse than chance"
@@ -143,3 +151,116 @@ def test_no_ok_base_batch_run_gives_a_report_without_a_band(tmp_path, base) -> N
         "no verified reference"
     }
     assert all(path.stat().st_size > 0 for path in paths.values())
+
+
+# ------------------------------------------------- the current rule, applied to records on read
+
+PERPLEXITY_RULE = Divergence(
+    chance_limits=(uniform_guess_perplexity("perplexity", lambda m: 10_000),)
+)
+
+
+def perplexity_record(method: str, batch_size: int, value: float) -> dict[str, Any]:
+    """An ok record of a minimized metric, as written before any final-metric rule existed."""
+    return make_record(method, batch_size, 0, value, metric="perplexity", mode="min")
+
+
+def test_an_old_ok_record_far_worse_than_chance_is_read_as_diverged(tmp_path) -> None:
+    out = write(
+        tmp_path,
+        [perplexity_record("date", BASE, 460.0), perplexity_record("linear", 1024, 3.469e7)],
+    )
+    path = out / "runs" / "linear_b1024_s0.json"
+    before = path.read_bytes()
+    as_written = {r["method"]: r["status"] for r in report.load_records(out)}
+    assert as_written == {"date": "ok", "linear": "ok"}  # without a rule: what the file says
+
+    judged = {r["method"]: r for r in report.load_records(out, PERPLEXITY_RULE)}
+    assert judged["date"]["status"] == "ok"
+    assert judged["linear"]["status"] == "diverged"
+    reason = judged["linear"]["divergence"]["reason"]
+    assert reason.startswith("final test perplexity 3.469e+07 is worse than 20000")
+    assert reason.endswith(APPLIED_ON_READ)
+    assert judged["linear"]["divergence"]["step"] == judged["linear"]["total_steps"]
+
+    paths = report.write_report(out, [], [], band_floor=1.0, divergence=PERPLEXITY_RULE)
+    tables = paths["tables"].read_text()
+    assert "diverged (1/1)" in tables and "34690000" not in tables
+    assert APPLIED_ON_READ in tables
+    summary = json.loads(paths["summary"].read_text())
+    (cell,) = [a for a in summary["aggregates"] if a["method"] == "linear"]
+    assert (cell["n_diverged"], cell["mean"]) == (1, None)
+    assert path.read_bytes() == before  # the record file is never rewritten
+    assert report.provenance(report.read_record_files(out, PERPLEXITY_RULE)) == report.provenance(
+        report.read_record_files(out)
+    )  # the hashes are of the files' bytes
+
+
+def test_a_blown_up_loss_curve_in_an_ok_record_is_read_as_diverged_at_its_step() -> None:
+    record = make_record("linear", 1024, 0, 0.5)
+    losses = record["curves"]["loss"]
+    first = losses[0]
+    for index in range(4, len(losses)):  # from step 4 on, 20 x the first loss
+        losses[index] = 20 * first
+    rule = Divergence(loss_factor=10.0, window=3)
+    found = record_divergence(rule, record)
+    # The trainer checks the mean of the last 3 losses after every step: it first exceeds
+    # 10 x the first loss at step 5 (mean of steps 3-5 = (l3 + 40 x l0) / 3 > 10 x l0).
+    assert found is not None and found["step"] == 5
+    assert "exceeds 10 x the first step's loss" in found["reason"]
+    assert apply_on_read(record, rule)["status"] == "diverged"
+    assert record["status"] == "ok"  # the caller's record is not changed
+    assert apply_on_read(record, Divergence(loss_factor=100.0, window=3)) is record
+
+
+def test_a_diverged_record_keeps_its_own_reason_and_an_ok_run_within_the_rule_stays_ok() -> None:
+    diverged = diverged_on_loss()
+    assert apply_on_read(diverged, PERPLEXITY_RULE) is diverged
+    fine = perplexity_record("date", BASE, 460.0)
+    assert apply_on_read(fine, PERPLEXITY_RULE) is fine
+    assert apply_on_read(fine, None) is fine
+
+
+def test_the_trainer_and_the_report_apply_the_same_rule() -> None:
+    """One rule, two readers: the trainer's checks are the divergence module's functions."""
+    from reproduce.harness import trainer
+    from reproduce.harness.registry import experiments
+
+    ptb = experiments()["ptb_small"]
+    (chance,) = ptb.divergence.chance_limits
+    limit = chance.limit(ptb.model_defaults)
+    assert limit == 20_000  # twice the 10,000 words
+    over = {ptb.primary_metric: 1.5 * limit}
+    found = trainer.final_metric_check(ptb, over, 7)
+    assert found is not None
+    assert found == metrics_check(ptb.divergence, ptb.primary_metric, over, 7, ptb.model_defaults)
+    assert trainer.final_metric_check(ptb, {ptb.primary_metric: 0.5 * limit}, 7) is None
+
+
+def test_the_report_command_judges_committed_old_records_by_the_experiments_rule(
+    tmp_path, capsys
+) -> None:
+    """`reproduce/report.py` on a folder of old ptb_small records (status ok, perplexity in the
+    millions, written before the final-metric rule) shows that run as diverged."""
+    from reproduce.harness.cli import main_report
+
+    committed = Path(__file__).resolve().parents[1] / "results" / "ptb_small" / "quick" / "runs"
+    runs = tmp_path / "quick" / "runs"
+    runs.mkdir(parents=True)
+    for name in ("date_b20_s0.json", "linear_b20_s0.json", "linear_b160_s0.json"):
+        (runs / name).write_bytes((committed / name).read_bytes())
+    old = json.loads((runs / "linear_b160_s0.json").read_text())
+    assert old["status"] == "ok" and old["final"]["perplexity"] > 1e6  # as committed
+    assert main_report([str(tmp_path / "quick")]) == 0
+    tables = (tmp_path / "quick" / "tables.md").read_text()
+    assert "- `linear`, batch 160, seed 0 at step" in tables
+    assert APPLIED_ON_READ in tables
+    diff = json.loads((tmp_path / "quick" / "paper_diff.json").read_text())
+    assert all(
+        row["n_diverged"] == 1
+        for row in diff["rows"]
+        if row["kind"] == "band" and row["method"] == "linear"
+    )
+    assert (runs / "linear_b160_s0.json").read_bytes() == (
+        committed / "linear_b160_s0.json"
+    ).read_bytes()

@@ -30,6 +30,7 @@ from tabulate import tabulate
 
 from . import report
 from .budgets import recorded_budgets
+from .divergence import Divergence
 from .experiment import Experiment
 from .io import atomic_write, atomic_write_json, atomic_write_text
 from .targets import Target, meets
@@ -106,7 +107,7 @@ def budget_tables(out_dir: Path, experiment: Experiment) -> dict[str, Any]:
     base_batch = None
     target = experiment.time_to_target
     for epochs, folder in recorded_budgets(out_dir):
-        record_files = report.read_record_files(folder)
+        record_files = report.read_record_files(folder, experiment.divergence)
         files += record_files
         records = [item.record for item in record_files]
         target = budget_target(experiment, records[0].get("preset"))
@@ -228,7 +229,9 @@ def answer_lines(tables: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def budgets_markdown(tables: Mapping[str, Any], out_dir: Path) -> str:
+def budgets_markdown(
+    tables: Mapping[str, Any], out_dir: Path, divergence: Divergence | None = None
+) -> str:
     """budgets.md."""
     from . import noise_report  # here, not at the top: it imports this module
 
@@ -309,7 +312,7 @@ def budgets_markdown(tables: Mapping[str, Any], out_dir: Path) -> str:
             f"to it): {'; '.join(near)}.\n"
         )
         parts.append("![steps to result](plots/steps_to_result.png)\n")
-    parts.append(noise_report.budget_noise_section(tables, out_dir))  # issue 15
+    parts.append(noise_report.budget_noise_section(tables, out_dir, divergence))  # issue 15
     if tables["provenance"]:
         parts.append(report.provenance_line(tables["provenance"]) + "\n")
     return "\n".join(parts)
@@ -376,7 +379,7 @@ def write_budget_report(out_dir: Path, experiment: Experiment) -> dict[str, Path
         "json": out_dir / "budgets.json",
         "plot": out_dir / "plots" / "steps_to_result.png",
     }
-    atomic_write_text(paths["markdown"], budgets_markdown(tables, out_dir))
+    atomic_write_text(paths["markdown"], budgets_markdown(tables, out_dir, experiment.divergence))
     atomic_write_json(paths["json"], {**tables, "answer_lines": answer_lines(tables)})
     plot_steps_to_result(tables, paths["plot"])
     return paths

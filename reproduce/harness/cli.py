@@ -638,14 +638,16 @@ def end_of_job_lines(spec: SweepSpec) -> list[str]:
     if not spec.experiment.presets[spec.preset].budgets:
         if not (spec.out_dir / report.REPORT_FILES["summary"]).is_file():
             return [f"no report in {spec.out_dir} yet (no run is recorded there)"]
-        return report.summary_lines(spec.out_dir) + published_lines(spec.out_dir, published)
+        return report.summary_lines(spec.out_dir, spec.experiment.divergence) + published_lines(
+            spec.out_dir, published
+        )
     from .budget_report import answer_lines, budget_tables
     from .budgets import budget_folder, budgets_of
 
     lines = []
     for epochs in budgets_of(spec):
         folder = budget_folder(spec.out_dir, epochs)
-        lines += report.summary_lines(folder)
+        lines += report.summary_lines(folder, spec.experiment.divergence)
         lines += published_lines(folder, budget_folder(published, epochs))
     lines += answer_lines(budget_tables(spec.out_dir, spec.experiment))
     lines.append(f"budget report: {spec.out_dir / 'budgets.md'}")
@@ -785,14 +787,18 @@ def main_report(argv: Sequence[str] | None = None) -> int:
         print(f"{', '.join(map(str, fresh))}: results section up to date")
         return 0
 
+    from .warmup_grid_report import grid_folders, is_grid_root, write_warmup_grid_report
+
     # A budget sweep's root (results/EXP/budget) stands for its budget folders (E10, E20, ...)
     budget_roots = [
         folder
         for folder in arguments.folders
         if not (folder / "runs").is_dir() and any(path.is_dir() for path in folder.glob("E*/runs"))
     ]
+    # A warmup grid's root (results/EXP/warmup_grid) stands for its cells (lr=*/*)
+    grid_roots = [folder for folder in arguments.folders if is_grid_root(folder)]
     folders = [
-        *(folder for folder in arguments.folders if folder not in budget_roots),
+        *(f for f in arguments.folders if f not in budget_roots and f not in grid_roots),
         *(path.parent for root in budget_roots for path in sorted(root.glob("E*/runs"))),
     ]
     if not arguments.folders:
@@ -805,6 +811,12 @@ def main_report(argv: Sequence[str] | None = None) -> int:
         budget_roots = sorted(
             {path.parent.parent for path in arguments.results.glob("*/*/E*/runs")}
         )
+        grid_roots = sorted(
+            root for root in arguments.results.glob("*/warmup_grid") if is_grid_root(root)
+        )
+    # A grid cell is checked against the grid's plan (warmup_grid.md), not its preset's.
+    grid_cells = {cell for root in grid_roots for cell in grid_folders(root)}
+    folders = [*folders, *sorted(grid_cells)]
     registered = experiments()
     # Read and check every folder's records before writing anything: a bad record (truncated,
     # not UTF-8, missing a field) is named on one line with exit 2, and no report is touched.
@@ -816,6 +828,10 @@ def main_report(argv: Sequence[str] | None = None) -> int:
         try:
             record_files = report.read_record_files(folder)
             if record_files:
+                # Every record is judged by its experiment's current divergence rule on read.
+                name = record_files[0].record["experiment"]
+                if name in registered:
+                    record_files = report.read_record_files(folder, registered[name].divergence)
                 report.sweep_info([item.record for item in record_files])
         except ValueError as error:
             where = "" if str(error).startswith(str(folder)) else f"{folder}: "
@@ -846,8 +862,11 @@ def main_report(argv: Sequence[str] | None = None) -> int:
                 if (preset := record_files[0].record["preset"]) in experiment.presets
                 else experiment.band_floor,
                 command=f"python reproduce/report.py {folder}",
-                plan=folder_plan(experiment, record_files[0].record),
+                plan=None
+                if folder in grid_cells
+                else folder_plan(experiment, record_files[0].record),
                 files=record_files,
+                divergence=experiment.divergence,
             )
         except ValueError as error:  # records that contradict the experiment (e.g. its mode)
             print(f"error: {folder}: {error}; its reports were not written", file=sys.stderr)
@@ -878,6 +897,23 @@ def main_report(argv: Sequence[str] | None = None) -> int:
 
         record = json.loads(next(root.glob("E*/runs/*.json")).read_text(encoding="utf-8"))
         paths = write_budget_report(root, registered[record["experiment"]])
+        print(f"{root}: wrote {', '.join(sorted(p.name for p in paths.values()))}", file=log)
+    for root in grid_roots:
+        record = json.loads(next(root.glob("lr=*/*/runs/*.json")).read_text(encoding="utf-8"))
+        experiment = registered[record["experiment"]]
+        preset = record["preset"]
+        floor = (
+            experiment.metric_for(preset)[2]
+            if preset in experiment.presets
+            else experiment.band_floor
+        )
+        try:
+            paths = write_warmup_grid_report(
+                root, floor, experiment.divergence, f"python reproduce/report.py {root}"
+            )
+        except ValueError as error:
+            print(f"error: {root}: {error}; its grid report was not written", file=sys.stderr)
+            return USAGE_ERROR
         print(f"{root}: wrote {', '.join(sorted(p.name for p in paths.values()))}", file=log)
     if arguments.readme:
         try:

@@ -10,6 +10,10 @@ one of the experiment's ``ChanceLimit``s, marks the run as diverged.
 Why the first step's loss: an untrained model's loss is about that of a uniform guess over its
 outputs (ln(classes) for cross-entropy); a healthy run only goes down from there, apart from the
 noise of one batch against another, so a loss many times the first has blown up.
+
+The report layer applies the experiment's current rule again to every record it reads
+(``apply_on_read``), so that a record written before a rule existed, or under a looser one, is
+never shown as a result. This module imports neither torch nor the trainer, so both can use it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .experiment import Divergence, Experiment
+    from .experiment import Experiment
 
 #: ln 2: how far above a uniform guess's cross-entropy a chance limit sits (``uniform_guess``).
 LN_2 = math.log(2.0)
@@ -47,6 +51,36 @@ class ChanceLimit:
     def worse(self, value: float, model_config: Mapping[str, Any]) -> bool:
         limit = self.limit(model_config)
         return value > limit if self.mode == "min" else value < limit
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """When a run counts as diverged, so that its numbers never enter a table as a result.
+
+    During training (the run stops at once): a training loss that is not finite, a single step's
+    loss above ``step_factor`` x the first step's loss (no window needed, so a run shorter than
+    the window is judged too), or a mean training loss over the last ``window`` steps above
+    ``loss_factor`` x the first step's loss (an untrained model's loss is about that of uniform
+    guessing, ln(classes); ten times that means the weights have blown up). At the end: a final
+    test metric that is not finite, or worse than one of ``chance_limits``, values far worse than
+    chance that no untrained model reaches (e.g. twice the vocabulary size for perplexity). The
+    reason is recorded with the run.
+    """
+
+    chance_limits: tuple[ChanceLimit, ...] = ()
+    loss_factor: float = 10.0
+    window: int = 10
+    step_factor: float = 100.0
+
+    def __post_init__(self) -> None:
+        if not (self.loss_factor > 1 and self.window >= 1 and self.step_factor > 1):
+            raise ValueError(
+                f"Divergence: loss_factor and step_factor must be > 1 and window >= 1: {self}"
+            )
+
+
+#: Said in a divergence reason found by ``apply_on_read`` (the record file keeps its own status).
+APPLIED_ON_READ = "current rule applied on read, the record file says 'ok'"
 
 
 def uniform_guess_cross_entropy(
@@ -118,12 +152,24 @@ def final_metric_check(
     """Whether the final test metrics say the run has diverged: a metric that is not finite
     (the primary metric first), or one worse than its chance limit."""
     config = {**experiment.model_defaults, **(model_config or {})}
-    names = [experiment.primary_metric, *(m for m in metrics if m != experiment.primary_metric)]
+    return metrics_check(experiment.divergence, experiment.primary_metric, metrics, step, config)
+
+
+def metrics_check(
+    divergence: Divergence,
+    primary_metric: str,
+    metrics: Mapping[str, float],
+    step: int,
+    model_config: Mapping[str, Any],
+) -> dict[str, Any] | None:
+    """``final_metric_check`` for a rule and a resolved model config (a record's)."""
+    config = model_config
+    names = [primary_metric, *(m for m in metrics if m != primary_metric)]
     for name in names:
         value = metrics.get(name)
         if value is not None and not math.isfinite(value):
             return {"step": step, "reason": f"final test {name} is {value} (not finite)"}
-    for rule in experiment.divergence.chance_limits:
+    for rule in divergence.chance_limits:
         value = metrics.get(rule.metric)
         if value is not None and rule.worse(value, config):
             return {
@@ -134,3 +180,44 @@ def final_metric_check(
                 ),
             }
     return None
+
+
+def record_divergence(rule: Divergence, record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The divergence ``rule`` finds in a run record, from what the record holds: its training
+    loss curve replayed step by step as the trainer checks it (the curve logs every step), then
+    its final test metrics against the chance limits, with the record's model config. None if
+    the rule finds nothing."""
+    curves = record["curves"]
+    losses: list[float] = []
+    for step, loss in zip(curves["step"], curves["loss"], strict=True):
+        losses.append(math.nan if loss is None else float(loss))
+        found = divergence_check(rule, losses, step)
+        if found is not None:
+            return found
+    metrics = {k: v for k, v in record["final"].items() if isinstance(v, int | float)}
+    return metrics_check(
+        rule,
+        record["primary_metric"],
+        metrics,
+        record["total_steps"],
+        record.get("model_config", {}),
+    )
+
+
+def apply_on_read(record: dict[str, Any], rule: Divergence | None) -> dict[str, Any]:
+    """``record`` as the current ``rule`` judges it: an ok record the rule finds diverged comes
+    back as a copy with status "diverged" and a divergence whose reason says the rule was applied
+    on read (the file is not rewritten); any other record comes back unchanged. A record already
+    diverged keeps its own recorded reason."""
+    if rule is None or record["status"] != "ok":
+        return record
+    found = record_divergence(rule, record)
+    if found is None:
+        return record
+    reason = f"{found['reason']}; {APPLIED_ON_READ}"
+    return {
+        **record,
+        "status": "diverged",
+        "divergence": {"step": found["step"], "reason": reason},
+        "diverged_at_step": found["step"],
+    }

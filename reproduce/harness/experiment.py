@@ -19,7 +19,7 @@ from torch import nn
 
 from date import Recipe
 
-from .divergence import ChanceLimit
+from .divergence import Divergence
 from .targets import Claim, Target
 
 PRESET_NAMES = ("smoke", "quick", "full")  # every experiment has these
@@ -202,33 +202,6 @@ class DataBundle:
     info: Mapping[str, Any] = field(default_factory=dict)  # provenance for the record
 
 
-@dataclass(frozen=True)
-class Divergence:
-    """When a run counts as diverged, so that its numbers never enter a table as a result
-    (the rules and their reasons: ``divergence.py``).
-
-    During training (the run stops at once): a training loss that is not finite, a single step's
-    loss above ``step_factor`` x the first step's loss (no window needed, so a run shorter than
-    the window is judged too), or a mean training loss over the last ``window`` steps above
-    ``loss_factor`` x the first step's loss (an untrained model's loss is about that of uniform
-    guessing, ln(classes); ten times that means the weights have blown up). At the end: a final
-    test metric that is not finite, or worse than one of ``chance_limits``, values far worse than
-    chance that no untrained model reaches (e.g. twice the vocabulary size for perplexity). The
-    reason is recorded with the run.
-    """
-
-    chance_limits: tuple[ChanceLimit, ...] = ()
-    loss_factor: float = 10.0
-    window: int = 10
-    step_factor: float = 100.0
-
-    def __post_init__(self) -> None:
-        if not (self.loss_factor > 1 and self.window >= 1 and self.step_factor > 1):
-            raise ValueError(
-                f"Divergence: loss_factor and step_factor must be > 1 and window >= 1: {self}"
-            )
-
-
 class LossFunction(Protocol):
     def __call__(self, model: nn.Module, batch: Batch, state: Any) -> tuple[torch.Tensor, int, Any]:
         """Return (sum of per-item losses, number of items, state to carry to the next window)."""
@@ -268,7 +241,7 @@ class Experiment:
         default_factory=lambda: {"cpu": 128, "cuda": 256, "tpu": 128}
     )
     tuning_grid: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)  # base-batch grid
-    divergence: Divergence = Divergence()
+    divergence: Divergence = field(default_factory=Divergence)
     # Optional hooks, for experiments whose data is not shipped (ImageNet, WMT16):
     # check_data(source, data_dir, data_config) raises reproduce.datasets.DataError with what
     # to provide (where it looked, the layout, the preparation command, --data-dir) when the

@@ -30,6 +30,7 @@ from date.noise import pooled_noise_scale
 
 from . import report
 from .budget_report import PERFECT_SCALING_SLACK, keeps_band
+from .divergence import Divergence
 
 CURVES = ("noise_grad_sq", "noise_trace", "noise_scale")
 NOT_MEASURED = "—"
@@ -219,17 +220,20 @@ def noise_section(records: Sequence[Mapping[str, Any]], band: report.ToleranceBa
     return "".join(parts)
 
 
-def budget_noise_section(tables: Mapping[str, Any], out_dir: Path) -> str:
+def budget_noise_section(
+    tables: Mapping[str, Any], out_dir: Path, divergence: Divergence | None = None
+) -> str:
     """The budgets.md section: per budget, B_simple beside each method's largest batch keeping
     the band; per method, its largest batch near perfect scaling and the critical batch fitted to
-    its steps-to-result points (the budget report's ``tables``)."""
+    its steps-to-result points (the budget report's ``tables``). Records are judged by the
+    ``divergence`` rule on read, as everywhere in the report."""
     base = tables["base_batch_size"]
     methods = tables["methods"]
     rows = []
     unmeasured = []
     for budget in tables["budgets"]:
         folder = Path(out_dir) / budget["folder"]
-        records = [item.record for item in report.read_record_files(folder)]
+        records = [item.record for item in report.read_record_files(folder, divergence)]
         by_batch = noise_by_batch(records)
         source = _estimate_source(by_batch, base)
         noise = by_batch[source] if source is not None else {}

@@ -847,6 +847,7 @@ def write_report(spec: SweepSpec) -> dict[str, Path]:
         experiment.metric_for(spec.preset)[2],
         command=f"python reproduce/report.py {spec.out_dir}",
         plan=plan,
+        divergence=experiment.divergence,
     )
 
 

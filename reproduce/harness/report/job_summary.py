@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from reproduce.harness.divergence import Divergence
 from reproduce.harness.targets import Target
 
 from .aggregation import Aggregate, aggregate, group_by_cell
@@ -116,10 +117,13 @@ def _claim_line(row: Mapping[str, Any], largest: Mapping[str, int], base: int) -
     return f"{what}: {verdict}: {measured} vs base {band}"
 
 
-def summary_lines(out_dir: str | os.PathLike[str]) -> list[str]:
+def summary_lines(
+    out_dir: str | os.PathLike[str], divergence: Divergence | None = None
+) -> list[str]:
     """The end-of-job summary of the results folder `out_dir`, one string per line.
 
-    Call it after `write_report(out_dir, ...)`: it reads the folder's records and the
+    Call it after `write_report(out_dir, ...)` with the same `divergence` rule: it reads the
+    folder's records (judged by that rule) and the
     summary.json and paper_diff.json just written. Lines: the sweep and its base-batch band;
     per method, the largest batch (and k) up to which it keeps that band, or where it first
     misses it and with what (a mean, or the recorded reason of a divergence); the paper diff's
@@ -129,7 +133,7 @@ def summary_lines(out_dir: str | os.PathLike[str]) -> list[str]:
     out = Path(out_dir)
     summary = json.loads((out / REPORT_FILES["summary"]).read_text(encoding="utf-8"))
     diff = json.loads((out / REPORT_FILES["paper_diff_json"]).read_text(encoding="utf-8"))
-    records = [item.record for item in read_record_files(out)]
+    records = [item.record for item in read_record_files(out, divergence)]
     base, band = summary["base_batch_size"], summary["band"]
     reference = _band_reference(band)
     direction = "higher is better" if band["mode"] == "max" else "lower is better"

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reproduce.harness.divergence import Divergence, apply_on_read
+
 SCHEMA_VERSION = 1
 RUN_STATUSES = ("ok", "diverged")
 
@@ -195,8 +197,15 @@ def _check_measurements(record: Mapping[str, Any], where: str) -> None:
                 )
 
 
-def read_record_files(out_dir: str | os.PathLike[str]) -> list[RecordFile]:
+def read_record_files(
+    out_dir: str | os.PathLike[str], divergence: Divergence | None = None
+) -> list[RecordFile]:
     """Every `<out_dir>/runs/*.json` record with its path and sha256, validated, sorted by name.
+
+    With `divergence` (the experiment's current rule), each record is judged by it on read
+    (divergence.apply_on_read): an "ok" record that the rule finds diverged, e.g. one written
+    before the rule existed, is returned with status "diverged" and a reason saying the rule was
+    applied on read. The file is never rewritten, and its sha256 is that of its bytes.
 
     Raises ValueError whose message starts with the offending file: unreadable, not UTF-8, not
     JSON (e.g. truncated), not schema version 1, or a second record of the same run.
@@ -238,18 +247,22 @@ def read_record_files(out_dir: str | os.PathLike[str]) -> list[RecordFile]:
                 f"already in {seen[key]}"
             )
         seen[key] = path
-        files.append(RecordFile(path, hashlib.sha256(raw).hexdigest(), record))
+        judged = apply_on_read(record, divergence)
+        files.append(RecordFile(path, hashlib.sha256(raw).hexdigest(), judged))
     return files
 
 
-def load_records(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read and validate every `<out_dir>/runs/*.json` record, sorted by file name.
+def load_records(
+    out_dir: str | os.PathLike[str], divergence: Divergence | None = None
+) -> list[dict[str, Any]]:
+    """Read and validate every `<out_dir>/runs/*.json` record, sorted by file name, each judged
+    by the `divergence` rule if one is given (see read_record_files).
 
     Skips nothing silently: a file that is not valid JSON, lacks a required field or has the wrong
     schema version raises ValueError naming the file. `*.tmp` files (unfinished atomic writes) are
     ignored. Two files describing the same (method, batch_size, seed) are an error too.
     """
-    return [item.record for item in read_record_files(out_dir)]
+    return [item.record for item in read_record_files(out_dir, divergence)]
 
 
 def proxy_of(record: Mapping[str, Any]) -> dict[str, str] | None:

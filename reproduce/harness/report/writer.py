@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from reproduce.harness.divergence import Divergence
 from reproduce.harness.io import atomic_write_text
 from reproduce.harness.targets import Claim, Target
 
@@ -59,6 +60,7 @@ def write_report(
     command: str = DEFAULT_COMMAND,
     plan: Sequence[PlannedRun] | None = None,
     files: Sequence[RecordFile] | None = None,
+    divergence: Divergence | None = None,
 ) -> dict[str, Path]:
     """Regenerate every table, plot and summary of `<out_dir>` from `<out_dir>/runs/*.json`.
 
@@ -66,13 +68,15 @@ def write_report(
     `command` is what the provenance header names as the regenerating command (the CLI passes its
     own command line). With `plan` (every run of the records' preset), the tables and summary also
     say which planned runs are missing and estimate their training time (`coverage`). `files` are
-    the folder's records if the caller has already read them (`read_record_files(out_dir)`).
+    the folder's records if the caller has already read them (`read_record_files(out_dir,
+    divergence)`); otherwise they are read here and judged by `divergence`, the experiment's
+    current divergence rule (an old "ok" record it finds diverged is shown as diverged).
     Every text is computed before the first file is written, so bad records (ValueError) leave
     the folder as it was; each write is atomic and the text output is deterministic. Returns
     {name: path} for the files listed in REPORT_FILES.
     """
     out = Path(out_dir)
-    files = read_record_files(out) if files is None else list(files)
+    files = read_record_files(out, divergence) if files is None else list(files)
     records = [item.record for item in files]
     if not records:
         raise ValueError(f"no run records in {out / 'runs'}")
