@@ -338,8 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(
                 f"No recorded ok run at E = {grid.epochs:g} for every batch under "
-                f"{arguments.results} to estimate from; `python reproduce/run.py ... --plan` on "
-                "one cell times a few steps on this machine."
+                f"{arguments.results} to estimate from; `python reproduce/run.py ... --plan "
+                "--estimate` on one cell times a few steps on this machine."
             )
         print("\nCommands (each one cell; this script runs them in order with --resume):")
         for _, cell_argv, _, _ in resolved:
