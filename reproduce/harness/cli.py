@@ -25,6 +25,7 @@ from reproduce.datasets.integrity import DataError
 
 from .budgets import run_budget_sweep
 from .checkpoint import Preempted
+from .config_check import ConfigError, check_config, check_machine
 from .devices import DEVICE_KINDS, check_device
 from .experiment import OPTIONAL_PRESET_NAMES, PRESET_NAMES, Experiment
 from .launch import LAUNCH_KEYS, LAUNCHERS, LaunchError, LaunchSettings
@@ -450,10 +451,15 @@ def build_spec(arguments: argparse.Namespace, argv: Sequence[str]) -> SweepSpec:
         command=("reproduce/run.py", *argv),
     )
     try:
+        check_config(spec)  # every key in its declared range (the experiment's config schema)
         plan_runs(spec)  # every recipe of the sweep is valid, or we say which is not
     except ValueError as error:
         raise UsageError(str(error)) from None
     check_model_config(spec)
+    try:
+        check_machine(spec)  # memory and kernels this machine lacks: refused now, not mid-run
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
     return spec
 
 
