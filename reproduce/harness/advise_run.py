@@ -175,11 +175,15 @@ def _short_run_spec(arguments: argparse.Namespace, argv: Sequence[str]) -> tuple
     )
     spec = build_spec(namespace, argv)
     base = spec.base_recipe
-    micro = arguments.micro_batch or default_micro_batch(base.batch_size)
+    micro = (
+        default_micro_batch(base.batch_size)
+        if arguments.micro_batch is None
+        else arguments.micro_batch
+    )
     if not 0 < micro < base.batch_size:
         raise UsageError(
-            f"--micro-batch {micro}: must be below the base batch {base.batch_size}, so that "
-            "each step has gradients at two sizes"
+            f"--micro-batch {micro}: must be between 1 and {base.batch_size - 1}, below the "
+            f"base batch {base.batch_size}, so that each step has gradients at two sizes"
         )
     if base.warmup_epochs > arguments.epochs:
         raise UsageError(

@@ -350,8 +350,8 @@ def parse_launch(arguments: argparse.Namespace, spec: SweepSpec) -> LaunchSettin
         misuse = [
             flag
             for flag, given in (
-                ("--max-parallel", arguments.max_parallel),
-                ("--set launch.", values),
+                ("--max-parallel", arguments.max_parallel is not None),
+                ("--set launch.", bool(values)),
             )
             if given
         ]
@@ -684,10 +684,11 @@ def main_tune(argv: Sequence[str] | None = None) -> int:
     )
     arguments = parser.parse_args(argv)
     try:
-        if arguments.launcher or arguments.shard or arguments.max_parallel:
+        if arguments.launcher or arguments.shard or arguments.max_parallel is not None:
             raise UsageError(
-                "tune.py trains in this process; to spread a budget sweep's tuning over jobs, "
-                "use reproduce/run.py EXPERIMENT --preset budget --launcher ..."
+                "tune.py trains in this process (--launcher, --shard and --max-parallel are "
+                "run.py's); to spread a budget sweep's tuning over jobs, use reproduce/run.py "
+                "EXPERIMENT --preset budget --launcher ..."
             )
         spec = build_spec(arguments, argv)
         if not spec.experiment.tuning_grid:
