@@ -7,7 +7,7 @@ Two levels, so that every key is covered and the test stays short:
 - every (experiment, key) pair gets drawn values, inside and outside its declared range and of
   the wrong type, through the whole command line up to the point where training would start
   (the sweep itself is replaced by a recorder): exit 0 there means the run would train;
-- per experiment, a few drawn values inside the range (no larger than the smoke preset's, so a
+- per experiment, a few drawn values inside the range (no larger than the preset's, so a
   run takes seconds) go through real training: they train, and every record is "ok" or
   "diverged", never an evaluation failure; or they exit 2 in one line with nothing written (a
   fact only the data shows, such as a split smaller than one batch).
@@ -50,33 +50,47 @@ FASTER = {
 CACHE = Path(tempfile.gettempdir()) / "date-repro-property-cache"
 
 
-def keys_of(name: str) -> dict[str, Any]:
-    """Every key ``--set`` reaches, with its declared field."""
+def keys_of(name: str, preset: str = "smoke") -> dict[str, Any]:
+    """Every key ``--set`` reaches in ``preset``, with its declared field."""
     from reproduce.harness.schema import RECIPE_FIELDS, RUN_FIELDS
 
-    schema = experiments()[name].config_schema
+    experiment = experiments()[name]
+    schema = experiment.config_schema
+    settings_of = experiment.presets[preset]
+    model = {**experiment.model_defaults, **settings_of.model}
+    data = {"source": "local", **experiment.data_defaults, **settings_of.data}
     return {
         **RECIPE_FIELDS,
-        **{f"model.{key}": field for key, field in schema.model.items()},
-        **{f"data.{key}": field for key, field in schema.data.items()},
+        **{f"model.{key}": field for key, field in schema.model.items() if key in model},
+        **{f"data.{key}": field for key, field in schema.data.items() if key in data},
         **{f"run.{key}": field for key, field in RUN_FIELDS.items()},
     }
 
 
-def smoke_value(name: str, key: str) -> Any:
-    """The value the smoke preset runs ``key`` at."""
+def every_key(name: str) -> dict[str, str]:
+    """Every key of ``name``'s schema, with the preset it is drawn in: smoke, or the first
+    preset that has it (ImageNet's proxy keys)."""
+    found: dict[str, str] = {}
+    for preset in ("smoke", *experiments()[name].presets):
+        for key in keys_of(name, preset):
+            found.setdefault(key, preset)
+    return found
+
+
+def preset_value(name: str, preset: str, key: str) -> Any:
+    """The value ``preset`` runs ``key`` at."""
     from reproduce.harness.sweep import RunSettings
 
     experiment = experiments()[name]
-    preset = experiment.presets["smoke"]
+    settings_of = experiment.presets[preset]
     namespace, _, short = key.rpartition(".")
     if namespace == "model":
-        return {**experiment.model_defaults, **preset.model}[short]
+        return {**experiment.model_defaults, **settings_of.model}[short]
     if namespace == "data":
-        return {"source": "local", **experiment.data_defaults, **preset.data}[short]
+        return {"source": "local", **experiment.data_defaults, **settings_of.data}[short]
     if namespace == "run":
         return getattr(RunSettings(), short)
-    return getattr(experiment.recipe_for("smoke"), key)
+    return getattr(experiment.recipe_for(preset), key)
 
 
 def number_text(value: float) -> str:
@@ -159,7 +173,11 @@ COMMON = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-PAIRS = [(name, key) for name in sorted(SMOKE_BATCH) for key in sorted(keys_of(name))]
+PAIRS = [
+    (name, preset, key)
+    for name in sorted(SMOKE_BATCH)
+    for key, preset in sorted(every_key(name).items())
+]
 
 
 @pytest.fixture(autouse=True)
@@ -169,17 +187,17 @@ def _offline(monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
 
 
-@pytest.mark.parametrize(("name", "key"), PAIRS, ids=[f"{n}-{k}" for n, k in PAIRS])
-def test_any_value_of_any_key_would_train_or_is_refused_in_one_line(name, key):
-    field = keys_of(name)[key]
+@pytest.mark.parametrize(("name", "preset", "key"), PAIRS, ids=[f"{n}-{k}" for n, _, k in PAIRS])
+def test_any_value_of_any_key_would_train_or_is_refused_in_one_line(name, preset, key):
+    field = keys_of(name, preset)[key]
 
     @settings(COMMON, max_examples=3)
-    @given(text=st.one_of(inside(field, smoke_value(name, key)), outside(field)))
+    @given(text=st.one_of(inside(field, preset_value(name, preset, key)), outside(field)))
     def check(text: str) -> None:
         with tempfile.TemporaryDirectory() as folder:
             out = Path(folder) / "o"
             started = []
-            argv = [name, "--preset", "smoke", "--quiet", "--out", str(out)]
+            argv = [name, "--preset", preset, "--quiet", "--out", str(out)]
             with mock.patch.object(cli, "run_sweep", lambda spec, **_: started.append(spec)):
                 code, error = run([*argv, "--set", f"{key}={text}"])
             if code == 0:
@@ -203,7 +221,7 @@ def test_values_inside_the_ranges_train_or_are_refused_in_one_line(name):
     @given(data=st.data())
     def check(data) -> None:
         key = data.draw(st.sampled_from(sorted(keys)), label="key")
-        text = data.draw(inside(keys[key], smoke_value(name, key)), label="value")
+        text = data.draw(inside(keys[key], preset_value(name, "smoke", key)), label="value")
         batch = ["--methods", "sqrt", "--batch-sizes", str(SMOKE_BATCH[name])]
         argv = [name, "--preset", "smoke", "--quiet", *batch, *FASTER.get(name, [])]
         with tempfile.TemporaryDirectory() as folder:
