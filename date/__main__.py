@@ -247,6 +247,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
         if arguments.to is not None:
             batch_sizes = doubling_ladder(recipe.batch_size, arguments.to)
+            if arguments.to < recipe.batch_size:
+                print(
+                    f"note: --to {arguments.to} is below --batch-size {recipe.batch_size}: the "
+                    "ladder halves the batch (k < 1), scaling the tuned recipe down; the paper's "
+                    "rules are stated for scaling up",
+                    file=sys.stderr,
+                )
         elif arguments.batch_sizes is not None:
             batch_sizes = arguments.batch_sizes
         else:

@@ -4,9 +4,11 @@ import sys
 from pathlib import Path
 
 # Run as a script: make the repository importable without installing it.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# The script's own folder (sys.path[0]) holds reproduce/datasets, which would shadow the Hugging
+# Face ``datasets`` package: the repository root takes its place.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from reproduce.harness.cli import main_report
+from reproduce.harness.cli import main_report  # noqa: E402 (after the path is set)
 
 if __name__ == "__main__":
     sys.exit(main_report())

@@ -207,7 +207,8 @@ def test_a_budget_too_short_for_the_presets_largest_warmup_still_gets_its_report
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--micro-batch", "32"], "must be below the base batch 32"),
+        (["--micro-batch", "32"], "below the base batch 32"),
+        (["--micro-batch", "0"], "--micro-batch 0: must be between 1 and 31"),
         (["--epochs", "0"], "--epochs 0.0: must be a positive"),
         (["--epochs", "0.1"], "shorter than the base recipe's warmup (0.125 epochs)"),
         (["--method", "cubic"], "method must be one of"),

@@ -21,10 +21,14 @@ NAME = "date_b32_s0"
 VOLATILE = {"wall_seconds", "train_seconds", "env", "resumed_from_step", "seconds_to_target"}
 
 
+#: The registry's mnist_lstm before any test replaced it (monkeypatch restores it after each).
+PRISTINE: dict = {}
+
+
 def instrumented(monkeypatch, fail_split: str | None = None, fail_call: int = 1, on_loss=None):
     """Replace mnist_lstm by a copy whose ``fail_split`` evaluation ("valid" or "test") raises at
     its ``fail_call``-th call, and which counts training losses (``on_loss(count)`` per call)."""
-    experiment = experiments()["mnist_lstm"]
+    experiment = PRISTINE.setdefault("mnist_lstm", experiments()["mnist_lstm"])
     real_build, real_evaluate, real_loss = (
         experiment.build_data,
         experiment.evaluate,
@@ -228,3 +232,27 @@ def test_a_brief_write_fault_is_retried_in_place(tmp_path):
     written = write_or_rescue(target, write, tmp_path / "out", "run record", retry_delays=(0.0,))
     assert written.path == target and written.rescue is None
     assert attempts == [target, target] and target.read_text() == "written"
+
+
+def test_tune_and_advise_keep_a_run_whose_evaluation_fails_and_say_so(
+    tmp_path, monkeypatch, capsys
+):
+    """Every entry point that trains ends with the same one message (exit 1), not a traceback."""
+    from reproduce.harness.advise_run import main_advise
+    from reproduce.harness.cli import main_tune
+
+    instrumented(monkeypatch, fail_split="test")
+    smoke = ["mnist_lstm", "--preset", "smoke", "--quiet"]
+    for entry, script, out in ((main_tune, "tune.py", "tune"), (main_advise, "advise.py", "a")):
+        argv = [*smoke, "--set", "lr=0.1", "--out", str(tmp_path / out)]
+        instrumented(monkeypatch, fail_split="test")
+        assert entry(argv) == 1
+        error = capsys.readouterr().err
+        assert "Traceback" not in error
+        assert "1 run trained but an evaluation failed" in error
+        assert f"python reproduce/{script} {' '.join(argv)} --resume" in error
+        (unfinished,) = (tmp_path / out).rglob("unfinished/*.json")
+        counts = instrumented(monkeypatch)  # fixed: its own command finishes it
+        assert entry([*argv, "--resume"]) == 0
+        assert counts["loss"] == 0
+        assert not unfinished.exists()

@@ -169,9 +169,9 @@ def test_records_and_reports_get_normal_permissions(tmp_path):
     [
         (["--device", "cuda"], "--device cuda: no CUDA device is visible"),
         (["--device", "tpu"], "--device tpu needs torch_xla"),
-        (["--set", "model.hidden_size=0"], "--set model.hidden_size=0: the mnist_lstm model"),
-        (["--set", "data.train_examples=0"], "data.train_examples=0: must be a positive"),
-        (["--set", "data.train_examples=-5"], "data.train_examples=-5: must be a positive"),
+        (["--set", "model.hidden_size=0"], "model.hidden_size=0: out of range; must be an integer"),
+        (["--set", "data.train_examples=0"], "data.train_examples=0: out of range; must be an"),
+        (["--set", "data.train_examples=-5"], "train_examples=-5: out of range; must be an"),
         (["--set", "data.train_examples=20"], "less than one batch of 32"),
         (["--set", "lr=1e40"], "beyond float32's range"),
         (["--set", "run.checkpoint_every_minutes=-1"], "checkpoint_every_minutes=-1.0: must be"),

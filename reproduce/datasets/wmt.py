@@ -143,11 +143,19 @@ def read_parallel_files(
 
 
 def load_newstest2014(
-    source: str = "local", data_dir: str | os.PathLike[str] | None = None, *, verify: bool = True
+    source: str = "local",
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    verify: bool = True,
+    required: bool = False,
 ) -> ParallelText:
     """newstest2014 En-De, 3,003 pairs: the shipped copy (data/wmt14_ende, sha256-checked), the
     ``newstest2014.{en,de}`` files of ``data_dir`` when present there, or with ``source="hub"``
-    the test split of ``wmt/wmt14`` de-en (or of a save_to_disk copy in ``data_dir``)."""
+    the test split of ``wmt/wmt14`` de-en (or of a save_to_disk copy in ``data_dir``).
+
+    Never silently the shipped copy in place of the user's: a ``data_dir`` holding one of the two
+    files but not the other, or a file with no sentence, is a DataError; so is a ``data_dir``
+    holding neither when ``required`` (newstest2014 is then the corpus itself)."""
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; valid choices: {list(SOURCES)}")
     if source == "hub":
@@ -155,11 +163,38 @@ def load_newstest2014(
         where = str(data_dir) if data_dir is not None else WMT14_HUB_ID
         return _hub_split(obj, ("test",), where)
     folder = _find_folder(Path(data_dir), _NEWSTEST2014) if data_dir is not None else None
+    if data_dir is not None and folder is None:
+        _refuse_partial(Path(data_dir), _NEWSTEST2014, required)
     if folder is not None:
-        return read_parallel_files(folder / _NEWSTEST2014[0], folder / _NEWSTEST2014[1])
+        text = read_parallel_files(folder / _NEWSTEST2014[0], folder / _NEWSTEST2014[1])
+        if len(text) == 0:
+            raise DataError(
+                f"{folder / _NEWSTEST2014[0]} and {_NEWSTEST2014[1]} hold no sentence; restore "
+                "them, or drop --data-dir to read the shipped newstest2014"
+            )
+        return text
     names = [f"{name}.gz" for name in _NEWSTEST2014]
     digests = tuple(_expected(f"wmt14_ende/{name}") if verify else None for name in names)
     return read_parallel_files(_SHIPPED / names[0], _SHIPPED / names[1], digests)
+
+
+def _refuse_partial(data_dir: Path, names: Sequence[str], required: bool) -> None:
+    """DataError when ``data_dir`` (or its ``wmt16_de_en/``) holds some of ``names`` but not all,
+    or none of them when ``required``: what it lacks, instead of the shipped copy."""
+    for folder in (data_dir, data_dir / "wmt16_de_en"):
+        present = [name for name in names if (folder / name).is_file()]
+        if present:
+            missing = [name for name in names if name not in present]
+            raise DataError(
+                f"{folder} has {', '.join(present)} but not {', '.join(missing)}: the two sides "
+                "of newstest2014 go together; add the missing file, or drop --data-dir to read "
+                "the shipped copy"
+            )
+    if required:
+        raise DataError(
+            f"--data-dir {data_dir} has no {' or '.join(names)} (nor its wmt16_de_en/); put the "
+            "two files there, or drop --data-dir to read the shipped newstest2014 (data/wmt14_ende)"
+        )
 
 
 def _find_folder(data_dir: Path, names: Sequence[str]) -> Path | None:

@@ -60,6 +60,7 @@ from reproduce.harness.divergence import uniform_guess_perplexity
 from reproduce.harness.experiment import Batch, DataBundle, Divergence, Experiment, Preset
 from reproduce.harness.targets import Claim, Target
 
+from .config_schema import SCHEMA
 from .data import BucketedPairs, EncodedPairs, encode_pairs, length_summary
 from .decode import (
     BEAM_SIZE,
@@ -147,11 +148,21 @@ def _texts(source: str, data_dir: Path | None, config: Mapping[str, Any]):
         return sequence_task(config).splits(
             int(config["task_train_pairs"]), int(config["task_held_out_pairs"])
         )
-    newstest = load_newstest2014(source, data_dir)
+    newstest = load_newstest2014(source, data_dir, required=data_dir is not None)
     train = newstest.slice(int(config["train_start"]), int(config["train_stop"]))
+    if len(train) == 0:
+        raise DataError(
+            f"{newstest.origin}: data.train_start={config['train_start']} to "
+            f"data.train_stop={config['train_stop']} holds no pair ({len(newstest)} pairs in all)"
+        )
     if config["eval_on_train"]:
         return train, None, None
     held_out = newstest.slice(int(config["eval_start"]), int(config["eval_stop"]))
+    if len(held_out) == 0:
+        raise DataError(
+            f"{newstest.origin}: data.eval_start={config['eval_start']} to "
+            f"data.eval_stop={config['eval_stop']} holds no pair ({len(newstest)} pairs in all)"
+        )
     return train, held_out, held_out
 
 
@@ -264,7 +275,7 @@ def check_data(source: str, data_dir: Path | None, config: Mapping[str, Any]) ->
     if config["corpus"] == "wmt16":
         check_wmt16(source, data_dir)
     elif config["corpus"] == "newstest2014":
-        load_newstest2014(source, data_dir)
+        load_newstest2014(source, data_dir, required=data_dir is not None)
     elif config["corpus"] in TASKS:
         sequence_task(config)
     else:
@@ -629,6 +640,7 @@ EXPERIMENT = Experiment(
         loss_factor=50.0,
         step_factor=500.0,
     ),
+    config_schema=SCHEMA,
     default_preset="full",
     check_data=check_data,
     train_examples=train_examples,

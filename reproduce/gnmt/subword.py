@@ -30,11 +30,13 @@ import hashlib
 import io
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reproduce.datasets.integrity import DataError
 from reproduce.harness.io import atomic_write
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
@@ -135,7 +137,7 @@ def load_or_train(
     file that SentencePiece cannot read is trained again and overwritten.
     """
     if not sentences:
-        raise ValueError("the subword model needs training text, got no sentences")
+        raise DataError("the subword model needs training text, got no sentences")
     sentencepiece = _import_sentencepiece()
     key = cache_key(sentences, options)
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -148,13 +150,33 @@ def load_or_train(
         else:
             return model, _info(model, path, "hit")
     buffer = io.BytesIO()
-    sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(sentences), model_writer=buffer, **options.trainer_arguments()
-    )
+    try:
+        sentencepiece.SentencePieceTrainer.train(
+            sentence_iterator=iter(sentences), model_writer=buffer, **options.trainer_arguments()
+        )
+    except RuntimeError as error:  # SentencePiece refuses the options for this text
+        raise DataError(sentencepiece_problem(error, options)) from None
     proto = buffer.getvalue()
     atomic_write(path, lambda stream: stream.write(proto))
     model = SubwordModel(proto, key)
     return model, _info(model, path, "miss")
+
+
+def sentencepiece_problem(error: RuntimeError, options: SubwordOptions) -> str:
+    """SentencePiece's refusal as one line naming the setting to change."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    needed = re.search(r"smaller than required_chars\. \d+ vs (\d+)", text)
+    if needed:
+        return (
+            f"data.vocab_size={options.vocab_size} is too small for this text: SentencePiece "
+            f"needs at least {needed.group(1)} pieces (its characters, 256 byte pieces and 4 "
+            f"specials); use --set data.vocab_size={needed.group(1)} or more (and model.vocab_size "
+            "at least as large)"
+        )
+    return (
+        f"SentencePiece cannot train a subword model with data.vocab_size={options.vocab_size}: "
+        f"{text}"
+    )
 
 
 def _info(model: SubwordModel, path: Path, cache: str) -> dict[str, Any]:

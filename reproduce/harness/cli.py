@@ -25,6 +25,7 @@ from reproduce.datasets.integrity import DataError
 
 from .budgets import run_budget_sweep
 from .checkpoint import Preempted
+from .config_check import ConfigError, check_config, check_machine
 from .devices import DEVICE_KINDS, check_device
 from .experiment import OPTIONAL_PRESET_NAMES, PRESET_NAMES, Experiment
 from .launch import LAUNCH_KEYS, LAUNCHERS, LaunchError, LaunchSettings
@@ -40,7 +41,7 @@ from .sweep import (
     run_sweep,
 )
 from .trainer import PRECISIONS
-from .unfinished import ResultsRescued, RunsUnfinished, write_failure
+from .unfinished import TrainedWorkKept, report_stop
 
 DEFAULT_PRESET = "quick"
 #: Where a user's runs go unless --out says otherwise: runs/EXPERIMENT/PRESET, gitignored, apart
@@ -349,8 +350,8 @@ def parse_launch(arguments: argparse.Namespace, spec: SweepSpec) -> LaunchSettin
         misuse = [
             flag
             for flag, given in (
-                ("--max-parallel", arguments.max_parallel),
-                ("--set launch.", values),
+                ("--max-parallel", arguments.max_parallel is not None),
+                ("--set launch.", bool(values)),
             )
             if given
         ]
@@ -450,10 +451,15 @@ def build_spec(arguments: argparse.Namespace, argv: Sequence[str]) -> SweepSpec:
         command=("reproduce/run.py", *argv),
     )
     try:
+        check_config(spec)  # every key in its declared range (the experiment's config schema)
         plan_runs(spec)  # every recipe of the sweep is valid, or we say which is not
     except ValueError as error:
         raise UsageError(str(error)) from None
     check_model_config(spec)
+    try:
+        check_machine(spec)  # memory and kernels this machine lacks: refused now, not mid-run
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
     return spec
 
 
@@ -594,12 +600,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SweepError, DataError, RecordError, LaunchError) as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
-    except (RunsUnfinished, ResultsRescued) as stop:
-        print(f"error: {stop}", file=sys.stderr)
-        return stop.exit_code
-    except OSError as error:  # a write that failed after every trained run was kept
-        print(f"error: {write_failure(error)}", file=sys.stderr)
-        return 1
+    except (TrainedWorkKept, OSError) as stop:  # every trained run is on disk; say where
+        return report_stop(stop)
     except Preempted as stop:
         print(f"{stop}; rerun the same command with --resume to continue", file=sys.stderr)
         return stop.exit_code
@@ -680,12 +682,15 @@ def main_tune(argv: Sequence[str] | None = None) -> int:
     )
     arguments = parser.parse_args(argv)
     try:
-        if arguments.launcher or arguments.shard or arguments.max_parallel:
+        if arguments.launcher or arguments.shard or arguments.max_parallel is not None:
             raise UsageError(
-                "tune.py trains in this process; to spread a budget sweep's tuning over jobs, "
-                "use reproduce/run.py EXPERIMENT --preset budget --launcher ..."
+                "tune.py trains in this process (--launcher, --shard and --max-parallel are "
+                "run.py's); to spread a budget sweep's tuning over jobs, use reproduce/run.py "
+                "EXPERIMENT --preset budget --launcher ..."
             )
-        spec = build_spec(arguments, argv)
+        spec = dataclasses.replace(
+            build_spec(arguments, argv), command=("reproduce/tune.py", *argv)
+        )
         if not spec.experiment.tuning_grid:
             raise UsageError(f"experiment {spec.experiment.name!r} declares no tuning grid")
         if arguments.out is None and not spec.experiment.presets[spec.preset].budgets:
@@ -702,9 +707,11 @@ def main_tune(argv: Sequence[str] | None = None) -> int:
                 tune_budget(spec, epochs, log=log)
                 tuning = budget_folder(spec.out_dir, epochs) / "tuning" / "tuning.md"
                 print(tuning.read_text(encoding="utf-8"))
-        except SweepError as error:
+        except (SweepError, DataError) as error:
             print(f"error: {error}", file=sys.stderr)
             return USAGE_ERROR
+        except (TrainedWorkKept, OSError) as stop:
+            return report_stop(stop)
         return 0
     # `--set KEY=VALUE` on a grid key trains only that point of the axis (to split the grid over
     # processes); a final run without it finds every point recorded and writes the summary.
@@ -712,7 +719,14 @@ def main_tune(argv: Sequence[str] | None = None) -> int:
         key: (spec.recipe_overrides[key],) if key in spec.recipe_overrides else values
         for key, values in spec.experiment.tuning_grid.items()
     }
-    folder = run_tuning(spec, grid, log=log)
+    try:
+        check_data(spec)
+        folder = run_tuning(spec, grid, log=log)
+    except (UsageError, SweepError, DataError, RecordError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    except (TrainedWorkKept, OSError) as stop:
+        return report_stop(stop)
     print((folder / "tuning.md").read_text(encoding="utf-8"))
     return 0
 

@@ -20,6 +20,7 @@ from torch import nn
 from date import Recipe
 
 from .divergence import Divergence
+from .schema import ConfigSchema
 from .targets import Claim, Target
 
 PRESET_NAMES = ("smoke", "quick", "full")  # every experiment has these
@@ -242,6 +243,9 @@ class Experiment:
     )
     tuning_grid: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)  # base-batch grid
     divergence: Divergence = field(default_factory=Divergence)
+    # The declared type and range of every model.KEY and data.KEY, cross-key rules and the
+    # activation-memory estimate (schema.py); checked before anything trains (config_check.py).
+    config_schema: ConfigSchema | None = None
     # Optional hooks, for experiments whose data is not shipped (ImageNet, WMT16):
     # check_data(source, data_dir, data_config) raises reproduce.datasets.DataError with what
     # to provide (where it looked, the layout, the preparation command, --data-dir) when the

@@ -320,7 +320,12 @@ def check_data_size(spec: SweepSpec, train: TrainData) -> None:
     one batch (data.train_examples too small, say) would otherwise train on repeated examples and
     be recorded as an ordinary run."""
     for batch_size in spec.batch_sizes:
-        steps = train.steps_per_epoch(batch_size)
+        try:
+            steps = train.steps_per_epoch(batch_size)
+        except ValueError as error:  # a split the stream cannot lay out at this batch
+            raise SweepError(
+                f"batch {batch_size}: {error}; use smaller --batch-sizes or more training data"
+            ) from None
         if not steps >= 1:
             overrides = " ".join(f"data.{k}={v}" for k, v in spec.data_overrides.items())
             raise SweepError(

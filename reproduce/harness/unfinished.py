@@ -62,10 +62,15 @@ def write_record(out_dir: Path, path: Path, record: Mapping[str, Any]) -> Writte
     )
 
 
-class RunsUnfinished(Exception):
-    """Runs trained whose evaluation raised; their state is kept. Exit code 1."""
+class TrainedWorkKept(Exception):
+    """The sweep stopped, every trained run's state kept on disk; the message says where and how
+    to finish. Exit code 1."""
 
     exit_code = 1
+
+
+class RunsUnfinished(TrainedWorkKept):
+    """Runs trained whose evaluation raised; their state is kept."""
 
     def __init__(self, out_dir: Path, records: Sequence[Mapping[str, Any]]) -> None:
         self.records = list(records)
@@ -90,11 +95,9 @@ class RunsUnfinished(Exception):
         super().__init__("\n".join(lines))
 
 
-class ResultsRescued(Exception):
+class ResultsRescued(TrainedWorkKept):
     """The output folder could not take a trained run's record; it is in a rescue folder. The
-    sweep stops (exit code 1): the folder cannot take the next runs' records either."""
-
-    exit_code = 1
+    sweep stops: the folder cannot take the next runs' records either."""
 
     def __init__(self, out_dir: Path, rescued: Written, what: str) -> None:
         assert rescued.rescue is not None
@@ -102,6 +105,18 @@ class ResultsRescued(Exception):
             f"cannot write to {out_dir}: the {what} is saved at {rescued.path}; "
             + rescue_instructions(out_dir, rescued.rescue)
         )
+
+
+def report_stop(error: TrainedWorkKept | OSError) -> int:
+    """Print why a sweep stopped with its trained work kept (one message, no traceback) and
+    return the exit code: the entry points' handler for TrainedWorkKept and OSError."""
+    import sys
+
+    if isinstance(error, TrainedWorkKept):
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    print(f"error: {write_failure(error)}", file=sys.stderr)
+    return 1
 
 
 def write_failure(error: OSError) -> str:

@@ -36,6 +36,7 @@ from reproduce.harness.targets import Claim, Target
 
 from . import data as imagenet_data
 from . import digits
+from .config_schema import SCHEMA
 from .model import build_model, evaluate, loss
 
 #: 512 to 32768 (x64): the NUS README's range (512 ... 32K) and the abstract's "up to 32K".
@@ -330,6 +331,7 @@ EXPERIMENT = Experiment(
             ),
         )
     ),
+    config_schema=SCHEMA,
     check_data=check_data,
     train_examples=train_examples,
     synthetic_batch=synthetic_batch,

@@ -31,6 +31,7 @@ from reproduce.harness.experiment import (
 )
 from reproduce.harness.targets import Claim, Target
 
+from .config_schema import SCHEMA
 from .model import RowLSTMClassifier
 
 VALIDATION_EXAMPLES = 5_000  # held out from the end of the training split, as in TensorFlow's
@@ -202,4 +203,5 @@ EXPERIMENT = Experiment(
     divergence=Divergence(
         chance_limits=(uniform_guess_cross_entropy("loss", lambda model_config: 10),)
     ),
+    config_schema=SCHEMA,
 )

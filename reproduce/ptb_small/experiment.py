@@ -37,6 +37,7 @@ from reproduce.harness.experiment import Batch, DataBundle, Divergence, Experime
 from reproduce.harness.metrics import perplexity
 from reproduce.harness.targets import Claim, Target
 
+from .config_schema import SCHEMA
 from .data import BPTTStream, TokenSplit
 from .model import LSTMState, PTBLanguageModel
 
@@ -340,4 +341,5 @@ EXPERIMENT = Experiment(
     divergence=Divergence(
         chance_limits=(uniform_guess_perplexity("perplexity", lambda m: int(m["vocab_size"])),)
     ),
+    config_schema=SCHEMA,
 )
