@@ -25,8 +25,8 @@ decisive_only=${DECISIVE_ONLY:-""}
 lanes=${LANES:-2}
 seeds=()
 if [[ -n "${SEEDS:-}" ]]; then seeds=(--seeds "$SEEDS"); fi
-run() { "$python" -u reproduce/run.py mnist_lstm --preset budget --out results/mnist_lstm/budget "$@"; }
-tune() { "$python" -u reproduce/tune.py mnist_lstm --preset budget --out results/mnist_lstm/budget "$@"; }
+run() { "$python" -u reproduce/run.py mnist_lstm --preset budget "$@"; }
+tune() { "$python" -u reproduce/tune.py mnist_lstm --preset budget "$@"; }
 lane() {  # $1: budget, $2: the lane's methods at the base batch, $3: its methods at k > 1
   run --set "epochs=$1" --batch-sizes 128 --methods "$2"
   run --set "epochs=$1" --batch-sizes 8192,4096 --methods "$3"

@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1
 python=${PYTHON:-.venv/bin/python}
-run() { "$python" -u reproduce/run.py ptb_small --preset full --out results/ptb_small/full --resume "$@"; }
+run() { "$python" -u reproduce/run.py ptb_small --preset full --resume "$@"; }
 lane() {  # $1: the lane's methods at k > 1, $2: its methods at the base batch
   run --batch-sizes 20 --methods "$2"
   run --batch-sizes 1280 --methods "$1"
