@@ -133,6 +133,11 @@ ELSEWHERE = {
     "PJRT_DEVICE=TPU .venv-xla/bin/python xla/launch.py reproduce/run.py mnist_lstm --preset full "
     '--device tpu --out /shared/results/mnist_lstm/full"': "Google Cloud: every host of a pod",
     'pip install -e ".[cluster]"': "installs into the environment (the test extra has it)",
+    "pip install ./library": "installs into the environment (bin/setup has it, editable; "
+    ".ci/library_stage.sh installs the wheel in fresh environments)",
+    "pip install './library[lars]'": "installs into the environment (the suite depends on it)",
+    "pip install './library[lightning]'": "installs into the environment (.ci/library_stage.sh "
+    "installs every extra and runs their tests)",
     "ray start --head --port=6379": "starts a Ray head node",
     "ray start --address=HEAD_IP:6379": "joins a Ray cluster",
     "#!/bin/bash": "a line of the SLURM job script shown",
