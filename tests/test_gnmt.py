@@ -78,7 +78,9 @@ def test_default_preset_without_wmt16_exits_2_before_writing(tmp_path, capsys):
 
 def test_plan_without_the_data_uses_the_reference_warmup(capsys):
     # a small model: the table is the recipe's; --plan's timing of the full model takes minutes
+    # (its vocabulary as small as the subwords', which the model needs an output for each of)
     small = ["--set", "model.hidden_size=32", "--set", "model.vocab_size=512"]
+    small += ["--set", "data.vocab_size=512"]
     assert main(["gnmt", "--plan", "--methods", "date", "--batch-sizes", "1024,16384", *small]) == 0
     table = capsys.readouterr().out
     lines = table.splitlines()
