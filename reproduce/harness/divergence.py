@@ -26,8 +26,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .experiment import Experiment
 
-#: ln 2: how far above a uniform guess's cross-entropy a chance limit sits (``uniform_guess``).
+#: ln 2: how far above a uniform guess's cross-entropy a perplexity chance limit sits.
 LN_2 = math.log(2.0)
+#: How many times a uniform guess's cross-entropy a classifier's chance limit sits.
+CROSS_ENTROPY_FACTOR = 10.0
 
 
 @dataclass(frozen=True)
@@ -86,15 +88,17 @@ APPLIED_ON_READ = "current rule applied on read, the record file says 'ok'"
 def uniform_guess_cross_entropy(
     metric: str, outputs: Callable[[Mapping[str, Any]], int]
 ) -> ChanceLimit:
-    """Mean cross-entropy (nats) more than ln 2 above a uniform guess over ``outputs`` classes,
-    ln(outputs): the true class then gets, on geometric average, less than half the probability
-    a uniform guess gives it. A model that has learned nothing sits at ln(outputs) (its logits
-    near zero); one that ends far above has confidently wrong, blown-up weights."""
+    """Mean cross-entropy (nats) above 10 x a uniform guess's, 10 ln(outputs): the true class then
+    gets, on geometric average, less than outputs^-10 of the probability. A model that has
+    learned nothing sits at ln(outputs); one far above has blown-up weights. A classifier can end
+    somewhat above ln(outputs) and still be far better than chance in accuracy, when its errors
+    are confident (the ResNet-50 proxy at x64: 67.5% top-1 over 10 classes at 3.04 nats, above
+    ln 10 + ln 2 = 3.00), so the limit sits well clear of that."""
     return ChanceLimit(
         metric=metric,
         mode="min",
-        limit=lambda config: math.log(outputs(config)) + LN_2,
-        why="a uniform guess over the outputs scores ln(outputs) nats; this is ln 2 above it",
+        limit=lambda config: CROSS_ENTROPY_FACTOR * math.log(outputs(config)),
+        why="a uniform guess over the outputs scores ln(outputs) nats; this is 10 times that",
     )
 
 

@@ -323,7 +323,7 @@ EXPERIMENT = Experiment(
     micro_batch_limits={"cpu": 32, "cuda": 128, "tpu": 128},
     # Top-1 cannot be far worse than chance (a collapsed model sits at 0.1%, as an untrained one
     # does), so the chance limit is on the final cross-entropy (no smoothing) that evaluate also
-    # reports: ln 2 above a uniform guess over the model's outputs (1000; 10 for the proxy).
+    # reports: 10 x a uniform guess's over the model's outputs (1000; 10 for the proxy).
     divergence=Divergence(
         chance_limits=(
             uniform_guess_cross_entropy(

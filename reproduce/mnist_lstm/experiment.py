@@ -199,7 +199,7 @@ EXPERIMENT = Experiment(
     micro_batch_limits={"cpu": 128, "cuda": 1024, "tpu": 1024},
     # Accuracy cannot be far worse than chance (a collapsed model sits at 10%, as an untrained
     # one does), so the chance limit is on the final test cross-entropy, which evaluate also
-    # reports: ln 2 above a uniform guess over the 10 digits (divergence.py).
+    # reports: 10 x a uniform guess's over the 10 digits (divergence.py).
     divergence=Divergence(
         chance_limits=(uniform_guess_cross_entropy("loss", lambda model_config: 10),)
     ),
