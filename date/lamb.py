@@ -10,7 +10,8 @@ from typing import Any
 
 import torch
 
-from date.optim import LARS_EXTRA_HINT
+#: How to install what LARS and LAMB need (date.optim says it too).
+LARS_EXTRA_HINT = "pip install 'date-legw[lars]' (or pytorch-optimizer)"
 
 try:
     from pytorch_optimizer import Lamb

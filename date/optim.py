@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from date.lamb import LARS_EXTRA_HINT
 from date.recipe import OPTIMIZERS, Recipe
 
 #: Param-group names set by `build_optimizer` (key "name" in each group).
@@ -90,7 +91,6 @@ def _adagrad(groups: list[dict[str, Any]], recipe: Recipe) -> torch.optim.Optimi
 
 
 #: The install command that brings pytorch_optimizer (the library's optional extra).
-LARS_EXTRA_HINT = "pip install 'date-legw[lars]' (or pytorch-optimizer)"
 
 
 def _require_pytorch_optimizer(optimizer: str) -> None:

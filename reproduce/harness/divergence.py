@@ -21,10 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .experiment import Experiment
+from typing import Any, Protocol
 
 #: ln 2: how far above a uniform guess's cross-entropy a perplexity chance limit sits.
 LN_2 = math.log(2.0)
@@ -147,8 +144,16 @@ def divergence_check(
     return None
 
 
+class JudgedExperiment(Protocol):
+    """What ``final_metric_check`` reads of an experiment (``experiment.Experiment`` has it)."""
+
+    primary_metric: str
+    model_defaults: Mapping[str, Any]
+    divergence: Divergence
+
+
 def final_metric_check(
-    experiment: Experiment,
+    experiment: JudgedExperiment,
     metrics: Mapping[str, float],
     step: int,
     model_config: Mapping[str, Any] | None = None,
