@@ -10,8 +10,7 @@ from typing import Any
 
 import torch
 
-#: How to install what LARS and LAMB need (date.optim says it too).
-LARS_EXTRA_HINT = "pip install 'date-legw[lars]' (or pytorch-optimizer)"
+from date.extras import LARS_EXTRA_HINT
 
 try:
     from pytorch_optimizer import Lamb

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from date.lamb import LARS_EXTRA_HINT
+from date.extras import LARS_EXTRA_HINT
 from date.recipe import OPTIMIZERS, Recipe
 
 #: Param-group names set by `build_optimizer` (key "name" in each group).
@@ -88,9 +88,6 @@ def _adagrad(groups: list[dict[str, Any]], recipe: Recipe) -> torch.optim.Optimi
     return torch.optim.Adagrad(
         groups, lr=recipe.lr, eps=recipe.eps, weight_decay=recipe.weight_decay
     )
-
-
-#: The install command that brings pytorch_optimizer (the library's optional extra).
 
 
 def _require_pytorch_optimizer(optimizer: str) -> None:

@@ -7,6 +7,7 @@ Expected values are computed from those formulas with plain Python floats (float
 """
 
 import math
+import subprocess
 import sys
 
 import pytest
@@ -355,3 +356,19 @@ def test_lars_and_lamb_without_the_extra_name_the_install(monkeypatch):
         with pytest.raises(ImportError, match=r"pip install 'date-legw\[lars\]'"):
             build_optimizer(network(), recipe(optimizer=name))
     assert type(build_optimizer(network(), recipe())) is torch.optim.SGD
+
+
+def test_the_library_imports_and_builds_sgd_without_the_extra():
+    """A fresh interpreter without pytorch_optimizer imports every non-extra module of `date`."""
+    script = (
+        "import sys; sys.modules['pytorch_optimizer'] = None\n"
+        "import torch, date, date.optim, date.scheduler\n"
+        "model = torch.nn.Linear(2, 1)\n"
+        "recipe = date.Recipe(batch_size=32, lr=0.1, epochs=1)\n"
+        "print(type(date.build_optimizer(model, recipe)).__name__)\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "SGD"
