@@ -17,6 +17,7 @@ from typing import Any
 from tabulate import tabulate
 
 from . import report
+from .claim_answers import CLAIM_ANSWERS_BEGIN, CLAIM_ANSWERS_END, claim_answers_section
 from .first_contact_report import FIRST_CONTACT_BEGIN, FIRST_CONTACT_END, first_contact_section
 
 README_BEGIN = "<!-- results:begin -->"
@@ -288,9 +289,10 @@ def replace_section(text: str, section: str, begin: str, end: str) -> str:
 
 
 def regenerated_pages(readme_file: Path, results_root: Path) -> dict[Path, str]:
-    """Every generated page as ``--readme`` writes it: the README (its claims section, results
-    section and first-contact times, whichever markers it has) and docs/results.md beside it when it exists (its
-    results section). Raises ValueError when no page has markers, StaleReport on stale reports."""
+    """Every generated page as ``--readme`` writes it: the README (its claim answers, claims
+    table, results section and first-contact times, whichever markers it has) and
+    docs/results.md beside it when it exists (its results section). Raises ValueError when no
+    page has markers, StaleReport on stale reports."""
     import os
 
     pages = {}
@@ -306,6 +308,10 @@ def regenerated_pages(readme_file: Path, results_root: Path) -> dict[Path, str]:
             details = Path(os.path.relpath(readme_file.parent / RESULTS_PAGE, page.parent))
             section = claims_section(results_root, details.as_posix())
             fresh = replace_section(fresh, section, CLAIMS_BEGIN, CLAIMS_END)
+        if CLAIM_ANSWERS_BEGIN in fresh:
+            details = Path(os.path.relpath(readme_file.parent / RESULTS_PAGE, page.parent))
+            section = claim_answers_section(results_root, details.as_posix())
+            fresh = replace_section(fresh, section, CLAIM_ANSWERS_BEGIN, CLAIM_ANSWERS_END)
         if FIRST_CONTACT_BEGIN in fresh:
             section = first_contact_section(results_root)
             fresh = replace_section(fresh, section, FIRST_CONTACT_BEGIN, FIRST_CONTACT_END)
