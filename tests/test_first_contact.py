@@ -141,9 +141,23 @@ def test_the_section_names_commit_machine_date_and_each_step(tmp_path):
     assert "commit `0123456789`" in section and "2026-12-07" in section
     assert "Some CPU, 2 cores, 23.4 GiB" in section
     cells = [[cell.strip() for cell in line.split("|")[1:-1]] for line in section.splitlines()]
-    assert ["`bin/setup`", "1 min 15 s", "ok", "0.1"] in cells
+    assert ["`bin/setup`", "1 min 15 s", "ok"] in cells
+    assert "load average was 0.1 when it started" in section
     assert "1 h 02 min" in section and "1100 passed in 600.00s" in section
     assert "stopped" not in section
+
+
+def test_the_main_jobs_comparison_with_the_published_records_is_its_result(tmp_path):
+    step = {"command": "bin/reproduce mnist_lstm", "seconds": 398.5, "exit_code": 0}
+    step |= {"load_before": 1.2, "pytest_summary": None}
+    step["output_tail"] = ["  sqrt b=2048: yours 0.58: agrees", "  11 of 12 compared cells agree"]
+    record = {"date": "2026-12-07", "git_commit": "0" * 40, "python": "3.11", "complete": True}
+    record |= {"hardware": {"cpu_count": 2}, "steps": [step]}
+    (tmp_path / "first_contact.json").write_text(json.dumps(record))
+
+    section = first_contact_section(tmp_path)
+
+    assert "ok; 11 of 12 compared cells agree with the published records" in section
 
 
 def test_without_a_record_the_section_says_how_to_make_one(tmp_path):
