@@ -6,7 +6,7 @@ Both sides train the same model (same seed, so the same initial weights) on the 
 at the same batch, in one process, and are timed in interleaved blocks of steps (the side that
 goes first alternates from block to block), so that drift in the machine's load hits both alike.
 
-- harness: one step of reproduce.harness.trainer.train's loop body: the stream's next Batch,
+- harness: one step of reproduce.harness.run.trainer.train's loop body: the stream's next Batch,
   ``accumulate_gradients`` (micro-batch split, the experiment's loss hook with the carried state,
   backward, gradient division by the token count), gradient clipping, ``date``'s optimizer and
   ``DateScheduler``;
@@ -35,9 +35,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 import date
-from reproduce.harness.devices import resolve_device
-from reproduce.harness.registry import get_experiment
-from reproduce.harness.trainer import accumulate_gradients
+from reproduce.harness.run.devices import resolve_device
+from reproduce.harness.run.registry import get_experiment
+from reproduce.harness.run.trainer import accumulate_gradients
 from reproduce.ptb_small.data import BPTTStream
 
 TARGET_RATIO = 1.05

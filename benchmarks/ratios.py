@@ -51,11 +51,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness_overhead.py,
 import harness_overhead
 
 import date
-from reproduce.harness.devices import resolve_device
-from reproduce.harness.experiment import Experiment, ShuffledExamples, TrainData
-from reproduce.harness.noise_probe import NoiseProbe
-from reproduce.harness.registry import get_experiment
-from reproduce.harness.trainer import Progress, accumulate_gradients
+from reproduce.harness.run.devices import resolve_device
+from reproduce.harness.run.experiment import Experiment, ShuffledExamples, TrainData
+from reproduce.harness.run.noise_probe import NoiseProbe
+from reproduce.harness.run.registry import get_experiment
+from reproduce.harness.run.trainer import Progress, accumulate_gradients
 
 #: Harness step / hand-written step. The goal is 1.05 (harness_overhead.TARGET_RATIO); 1.25 is
 #: generous so that a shared CI machine's noise does not fail the check, yet an added copy of the
@@ -146,7 +146,7 @@ def harness_step(
     micro: int,
     measure_noise: bool = False,
 ) -> Callable[[], None]:
-    """The trainer's loop body (reproduce.harness.trainer.train), one global batch per call;
+    """The trainer's loop body (reproduce.harness.run.trainer.train), one global batch per call;
     with ``measure_noise``, also its gradient noise probe."""
     device = resolve_device("cpu")
     optimizer = date.build_optimizer(model, recipe)

@@ -14,9 +14,9 @@ import math
 import torch
 
 import date
-from reproduce.harness.devices import resolve_device
-from reproduce.harness.registry import get_experiment
-from reproduce.harness.trainer import accumulate_gradients
+from reproduce.harness.run.devices import resolve_device
+from reproduce.harness.run.registry import get_experiment
+from reproduce.harness.run.trainer import accumulate_gradients
 
 ROUNDS = 10
 BATCH = 64

@@ -19,10 +19,10 @@ import torch
 
 import date
 from reproduce.datasets import imagenet
-from reproduce.harness.devices import resolve_device
-from reproduce.harness.experiment import ShuffledExamples
-from reproduce.harness.registry import get_experiment
-from reproduce.harness.trainer import accumulate_gradients
+from reproduce.harness.run.devices import resolve_device
+from reproduce.harness.run.experiment import ShuffledExamples
+from reproduce.harness.run.registry import get_experiment
+from reproduce.harness.run.trainer import accumulate_gradients
 from reproduce.imagenet_resnet50.data import sample_seed
 
 BATCH_SIZE = 8  # about 2 s a step on one CPU thread at 224 px

@@ -15,9 +15,9 @@ import math
 import torch
 
 import date
-from reproduce.harness.devices import resolve_device
-from reproduce.harness.registry import get_experiment
-from reproduce.harness.trainer import accumulate_gradients
+from reproduce.harness.run.devices import resolve_device
+from reproduce.harness.run.registry import get_experiment
+from reproduce.harness.run.trainer import accumulate_gradients
 from reproduce.ptb_small.data import BPTTStream
 
 BATCH_SIZE = 20

@@ -1,7 +1,7 @@
 """Benchmark: one training step of every registered experiment (parametrized over the registry,
 so a new experiment is benchmarked when it is added). Run with `pytest benchmarks`.
 
-The step is the trainer's loop body (reproduce.harness.trainer.train): the stream's next global
+The step is the trainer's loop body (reproduce.harness.run.trainer.train): the stream's next global
 batch, ``accumulate_gradients`` (one micro-batch, the experiment's loss hook, backward, gradient
 division by the item count), gradient clipping when the recipe clips, ``date``'s optimizer and
 ``DateScheduler``. Model, data slice and batch are the experiment's smoke preset, so the numbers
@@ -16,9 +16,9 @@ import pytest
 import torch
 
 import date
-from reproduce.harness.devices import resolve_device
-from reproduce.harness.registry import experiments
-from reproduce.harness.trainer import accumulate_gradients
+from reproduce.harness.run.devices import resolve_device
+from reproduce.harness.run.registry import experiments
+from reproduce.harness.run.trainer import accumulate_gradients
 
 ROUNDS = 30
 

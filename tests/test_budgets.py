@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from reproduce.harness import budget_report
-from reproduce.harness.cli import main, main_report
-from reproduce.harness.experiment import Preset
-from reproduce.harness.readme_results import readme_results_section
-from reproduce.harness.registry import experiments
-from reproduce.harness.targets import Claim, Target
+from reproduce.harness.cli.run import main, main_report
+from reproduce.harness.core.targets import Claim, Target
+from reproduce.harness.report import budgets as budget_report
+from reproduce.harness.report.readme import readme_results_section
+from reproduce.harness.run.experiment import Preset
+from reproduce.harness.run.registry import experiments
 
 
 @pytest.fixture
@@ -176,7 +176,7 @@ def test_every_budget_preset_fits_its_warmups():
         if preset is None:
             continue
         assert isinstance(experiment.time_to_target, Target)
-        from reproduce.harness.sweep import SweepSpec, plan_runs
+        from reproduce.harness.sweep.running import SweepSpec, plan_runs
 
         for epochs in preset.budgets:
             spec = SweepSpec(
@@ -187,7 +187,7 @@ def test_every_budget_preset_fits_its_warmups():
 
 
 def test_budget_folder_names(tmp_path):
-    from reproduce.harness.budgets import budget_folder
+    from reproduce.harness.sweep.budgets import budget_folder
 
     assert budget_folder(tmp_path, 20) == tmp_path / "E20"
     assert budget_folder(tmp_path, 2.5) == Path(tmp_path) / "E2.5"
@@ -236,8 +236,8 @@ def test_a_longer_budget_stretches_the_schedule_in_time():
     by 0.5^(1/2) an epoch, so the lr at 2x the epoch is the 13-epoch lr at that epoch; poly
     (mnist) needs nothing but the epochs."""
     import date
-    from reproduce.harness.budgets import stretched
-    from reproduce.harness.sweep import SweepSpec
+    from reproduce.harness.sweep.budgets import stretched
+    from reproduce.harness.sweep.running import SweepSpec
 
     ptb = experiments()["ptb_small"]
     spec = SweepSpec(ptb, "full", ("date",), (20,), seeds=1)

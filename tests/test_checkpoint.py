@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from reproduce.harness.checkpoint import load_checkpoint, save_checkpoint
-from reproduce.harness.cli import main
+from reproduce.harness.cli.run import main
+from reproduce.harness.run.checkpoint import load_checkpoint, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 # 384 steps of a small model: long enough to be interrupted, a few seconds in all.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from reproduce.harness.claim_answers import claim_answers_section, collect_claims
+from reproduce.harness.report.claim_answers import claim_answers_section, collect_claims
 
 LSTM = "LSTM batch scaled x64 without losing accuracy, no re-tuning"
 CNN = "CNN accuracy kept up to batch 32K"

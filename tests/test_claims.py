@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from reproduce.harness.claims import Claim, owner_info, process_gone
-from reproduce.harness.cli import main
+from reproduce.harness.cli.run import main
+from reproduce.harness.sweep.claims import Claim, owner_info, process_gone
 
 
 def _age(path: Path, seconds: float) -> None:
@@ -83,7 +83,7 @@ def test_a_half_written_claim_is_live_until_its_heartbeat_is_old(tmp_path):
 
 HOLD = """
 import sys, time
-from reproduce.harness.claims import Claim
+from reproduce.harness.sweep.claims import Claim
 claim = Claim(sys.argv[1], "run", heartbeat_seconds=3600)
 assert claim.acquire()
 print("held", flush=True)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from reproduce.harness.cli import build_parser, main
-from reproduce.harness.registry import experiments
+from reproduce.harness.cli.run import build_parser, main
+from reproduce.harness.run.registry import experiments
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -152,7 +152,7 @@ def test_script_runs_from_any_folder(tmp_path):
 def test_plan_prints_at_once_and_times_steps_only_with_estimate(monkeypatch, capsys):
     """--plan alone never times a training step (ResNet-50's took minutes); --estimate does, and
     a sweep without --estimate times nothing before it trains."""
-    from reproduce.harness import estimate
+    from reproduce.harness.sweep import estimate
 
     def no_timing(*args, **kwargs):
         raise AssertionError("a step was timed without --estimate")

@@ -31,8 +31,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reproduce.harness import cli
-from reproduce.harness.registry import experiments
+from reproduce.harness.cli import run as cli
+from reproduce.harness.run.registry import experiments
 
 SMOKE_BATCH = {
     "mnist_lstm": 32,
@@ -52,7 +52,7 @@ CACHE = Path(tempfile.gettempdir()) / "date-repro-property-cache"
 
 def keys_of(name: str, preset: str = "smoke") -> dict[str, Any]:
     """Every key ``--set`` reaches in ``preset``, with its declared field."""
-    from reproduce.harness.schema import RECIPE_FIELDS, RUN_FIELDS
+    from reproduce.harness.run.schema import RECIPE_FIELDS, RUN_FIELDS
 
     experiment = experiments()[name]
     schema = experiment.config_schema
@@ -79,7 +79,7 @@ def every_key(name: str) -> dict[str, str]:
 
 def preset_value(name: str, preset: str, key: str) -> Any:
     """The value ``preset`` runs ``key`` at."""
-    from reproduce.harness.sweep import RunSettings
+    from reproduce.harness.sweep.running import RunSettings
 
     experiment = experiments()[name]
     settings_of = experiment.presets[preset]

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from date import Recipe
-from reproduce.harness.cli import build_parser, build_spec, main
-from reproduce.harness.experiment import Batch
-from reproduce.harness.registry import experiments
-from reproduce.harness.sweep import RunSettings
+from reproduce.harness.cli.run import build_parser, build_spec, main
+from reproduce.harness.run.experiment import Batch
+from reproduce.harness.run.registry import experiments
+from reproduce.harness.sweep.running import RunSettings
 
 SMOKE_BATCH = {
     "mnist_lstm": 32,
@@ -27,8 +27,8 @@ SMOKE_BATCH = {
 
 
 def test_every_key_of_every_experiment_has_a_declared_type_and_range():
-    from reproduce.harness.schema import RECIPE_FIELDS, RUN_FIELDS
-    from reproduce.harness.trainer import PRECISIONS
+    from reproduce.harness.run.schema import RECIPE_FIELDS, RUN_FIELDS
+    from reproduce.harness.run.trainer import PRECISIONS
 
     assert set(RECIPE_FIELDS) == {item.name for item in dataclasses.fields(Recipe)}
     assert set(RUN_FIELDS) == set(typing.get_type_hints(RunSettings))
@@ -97,7 +97,7 @@ def test_a_bad_value_is_one_line_exit_2_and_nothing_written(arguments, message, 
 
 
 def test_the_memory_check_compares_with_the_machine(tmp_path):
-    from reproduce.harness.config_check import ConfigError, check_memory, estimated_bytes
+    from reproduce.harness.sweep.config_check import ConfigError, check_memory, estimated_bytes
 
     spec = spec_of(["mnist_lstm", "--preset", "smoke", "--out", str(tmp_path)])
     # the smoke sweep's largest micro-batch: its batch 128, within the CPU limit of 128

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reproduce.harness.cli import main
+from reproduce.harness.cli.run import main
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = [

@@ -11,9 +11,9 @@ import math
 import pytest
 import torch
 
-from reproduce.harness.cli import main
-from reproduce.harness.experiment import Divergence
-from reproduce.harness.registry import experiments
+from reproduce.harness.cli.run import main
+from reproduce.harness.run.experiment import Divergence
+from reproduce.harness.run.registry import experiments
 
 SMOKE_BATCH = {
     "mnist_lstm": 32,
@@ -29,7 +29,7 @@ def records(out) -> dict[str, dict]:
 
 
 def test_one_blown_up_step_is_divergence_without_waiting_for_the_window():
-    from reproduce.harness.divergence import divergence_check
+    from reproduce.harness.core.divergence import divergence_check
 
     rule = Divergence()  # window 10, loss_factor 10, step_factor 100
     assert divergence_check(rule, [2.3, 2.0, 50.0], 2) is None  # 22 x: noise for one step
@@ -89,7 +89,7 @@ def test_a_ptb_run_at_lr_1e6_is_diverged_by_its_training_loss(tmp_path):
 
 
 def test_perplexity_is_inf_where_exp_overflows():
-    from reproduce.harness.metrics import perplexity
+    from reproduce.harness.run.metrics import perplexity
 
     assert perplexity(1.0) == pytest.approx(math.e)
     assert perplexity(709.0) < math.inf
@@ -115,7 +115,7 @@ def test_every_experiment_has_a_chance_limit_an_untrained_model_passes_and_a_blo
 ):
     """The limit sits at "worse than chance": an untrained model is within it; the same model
     with its weights blown up (x 1000) is not, by the limit or by a value that is not finite."""
-    from reproduce.harness.divergence import final_metric_check
+    from reproduce.harness.core.divergence import final_metric_check
 
     experiment, model, model_config, data = smoke_bundle(name)
     assert experiment.divergence.chance_limits, f"{name} has no worse-than-chance limit"

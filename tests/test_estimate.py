@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import date
-from reproduce.harness import estimate
-from reproduce.harness.devices import resolve_device
-from reproduce.harness.registry import get_experiment
+from reproduce.harness.run.devices import resolve_device
+from reproduce.harness.run.registry import get_experiment
+from reproduce.harness.sweep import estimate
 
 
 def test_a_run_costs_its_steps_times_the_examples_and_the_optimizer_step():

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from reproduce.harness.cli import main
-from reproduce.harness.experiment import OPTIONAL_PRESET_NAMES, PRESET_NAMES
-from reproduce.harness.registry import experiments
+from reproduce.harness.cli.run import main
+from reproduce.harness.run.experiment import OPTIONAL_PRESET_NAMES, PRESET_NAMES
+from reproduce.harness.run.registry import experiments
 
 REQUIRED_FIELDS = {
     "experiment",

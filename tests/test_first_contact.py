@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from reproduce.harness.first_contact_report import duration, first_contact_section
+from reproduce.harness.report.first_contact import duration, first_contact_section
 
 REPO = Path(__file__).resolve().parents[1]
 

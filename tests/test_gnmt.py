@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from reproduce.gnmt import experiment as gnmt
-from reproduce.harness.cli import main
-from reproduce.harness.devices import resolve_device
-from reproduce.harness.trainer import accumulate_gradients
+from reproduce.harness.cli.run import main
+from reproduce.harness.run.devices import resolve_device
+from reproduce.harness.run.trainer import accumulate_gradients
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_micro_batches_give_the_update_of_one_batch():
     """The loss hook trims each micro-batch to its own longest pair; the summed loss over
     micro-batches divided by the pairs is the same update as the whole batch at once."""
     from reproduce.gnmt.data import EncodedPairs
-    from reproduce.harness.experiment import Batch
+    from reproduce.harness.run.experiment import Batch
 
     generator = torch.Generator().manual_seed(0)
     lengths = torch.randint(3, 12, (8, 2), generator=generator)

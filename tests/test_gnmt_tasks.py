@@ -16,7 +16,7 @@ from reproduce.datasets.sequence_tasks import SYLLABLES, SequenceTask, word
 from reproduce.gnmt import experiment as gnmt
 from reproduce.gnmt.model import GNMT, INIT_RANGE, init_range_for
 from reproduce.gnmt.subword import SubwordOptions, load_or_train
-from reproduce.harness.cli import main
+from reproduce.harness.cli.run import main
 
 
 @pytest.fixture(scope="module")

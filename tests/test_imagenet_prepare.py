@@ -16,7 +16,7 @@ from PIL import Image
 
 from reproduce.datasets import imagenet, imagenet_prepare
 from reproduce.datasets.imagenet import DataError
-from reproduce.harness.cli import main as run_main
+from reproduce.harness.cli.run import main as run_main
 
 VAL_IMAGES = 1000  # one per class, in a shuffled class order
 

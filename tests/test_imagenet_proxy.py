@@ -18,12 +18,12 @@ from test_report import make_record, write_records
 from reproduce.datasets.integrity import DataError
 from reproduce.datasets.mnist import load_mnist
 from reproduce.harness import report
-from reproduce.harness.cli import build_parser, build_spec, main
-from reproduce.harness.experiment import PROXY_LABEL
-from reproduce.harness.readme_results import readme_results_section
-from reproduce.harness.registry import get_experiment
+from reproduce.harness.cli.run import build_parser, build_spec, main
 from reproduce.harness.report import job_summary, sweep_info
-from reproduce.harness.sweep import plan_runs
+from reproduce.harness.report.readme import readme_results_section
+from reproduce.harness.run.experiment import PROXY_LABEL
+from reproduce.harness.run.registry import get_experiment
+from reproduce.harness.sweep.running import plan_runs
 from reproduce.imagenet_resnet50 import digits
 from reproduce.imagenet_resnet50 import experiment as definition
 

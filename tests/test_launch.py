@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from reproduce.harness import launch
-from reproduce.harness.claims import Claim
-from reproduce.harness.cli import build_parser, build_spec, main, main_tune
-from reproduce.harness.launch import Engine, LaunchSettings, launch_sweep, run_job
-from reproduce.harness.registry import experiments
-from reproduce.harness.sweep import SweepProgress, SweepSpec, plan_runs, shard_runs
+from reproduce.harness.cli.run import build_parser, build_spec, main, main_tune
+from reproduce.harness.run.registry import experiments
+from reproduce.harness.sweep import launch
+from reproduce.harness.sweep.claims import Claim
+from reproduce.harness.sweep.launch import Engine, LaunchSettings, launch_sweep, run_job
+from reproduce.harness.sweep.running import SweepProgress, SweepSpec, plan_runs, shard_runs
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = ["mnist_lstm", "--preset", "smoke", "--quiet"]

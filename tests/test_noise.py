@@ -21,10 +21,10 @@ from date.noise import (
     squared_grad_norm,
     two_size_estimate,
 )
-from reproduce.harness.devices import resolve_device
-from reproduce.harness.experiment import Batch
-from reproduce.harness.noise_probe import CURVES, NoiseProbe
-from reproduce.harness.trainer import Progress, accumulate_gradients
+from reproduce.harness.run.devices import resolve_device
+from reproduce.harness.run.experiment import Batch
+from reproduce.harness.run.noise_probe import CURVES, NoiseProbe
+from reproduce.harness.run.trainer import Progress, accumulate_gradients
 
 # ---- the two-size estimate (McCandlish et al. 2018, Appendix A.1) -------------------------------
 

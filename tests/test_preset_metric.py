@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from reproduce.harness.experiment import Preset
-from reproduce.harness.registry import get_experiment
-from reproduce.harness.sweep import SweepSpec, run_sweep
+from reproduce.harness.run.experiment import Preset
+from reproduce.harness.run.registry import get_experiment
+from reproduce.harness.sweep.running import SweepSpec, run_sweep
 
 
 def test_a_preset_judged_by_its_own_metric_records_it_and_sets_claims_aside(tmp_path):

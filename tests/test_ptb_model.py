@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from reproduce.harness.devices import resolve_device
-from reproduce.harness.experiment import Batch
-from reproduce.harness.registry import get_experiment
-from reproduce.harness.trainer import accumulate_gradients, count_parameters
+from reproduce.harness.run.devices import resolve_device
+from reproduce.harness.run.experiment import Batch
+from reproduce.harness.run.registry import get_experiment
+from reproduce.harness.run.trainer import accumulate_gradients, count_parameters
 from reproduce.ptb_small.data import BPTTStream, TokenSplit
 from reproduce.ptb_small.experiment import EVAL_WINDOW, evaluate, loss, split_nll
 

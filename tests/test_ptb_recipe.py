@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 
 import date
-from reproduce.harness.devices import resolve_device
-from reproduce.harness.experiment import Batch
-from reproduce.harness.registry import get_experiment
-from reproduce.harness.sweep import SweepSpec, plan_runs
-from reproduce.harness.trainer import accumulate_gradients
+from reproduce.harness.run.devices import resolve_device
+from reproduce.harness.run.experiment import Batch
+from reproduce.harness.run.registry import get_experiment
+from reproduce.harness.run.trainer import accumulate_gradients
+from reproduce.harness.sweep.running import SweepSpec, plan_runs
 from reproduce.ptb_small import experiment as small_module
 from reproduce.ptb_small.data import BPTTStream
 

@@ -118,7 +118,7 @@ def test_token_split_counts_the_scored_tokens():
 
 
 def test_build_data_cuts_each_split_and_sets_the_layouts():
-    from reproduce.harness.registry import get_experiment
+    from reproduce.harness.run.registry import get_experiment
 
     experiment = get_experiment("ptb_large")
     config = {**experiment.data_defaults, "train_tokens": 5_000, "valid_tokens": 700}
@@ -138,7 +138,7 @@ def test_build_data_cuts_each_split_and_sets_the_layouts():
 def test_build_data_reads_the_hub_source_from_a_saved_copy(tmp_path):
     import datasets  # the test extra installs it
 
-    from reproduce.harness.registry import get_experiment
+    from reproduce.harness.run.registry import get_experiment
 
     sentences = ["the cat sat", "a dog ran", "the dog sat on a cat"] * 20
     datasets.DatasetDict(

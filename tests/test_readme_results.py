@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from test_report import make_record, write_records
 
-from reproduce.harness.cli import main, main_report
-from reproduce.harness.readme_results import (
+from reproduce.harness.cli.run import main, main_report
+from reproduce.harness.report.readme import (
     CLAIMS_BEGIN,
     README_BEGIN,
     README_COMMAND,
@@ -24,7 +24,7 @@ from reproduce.harness.readme_results import (
     claims_section,
     regenerated_pages,
 )
-from reproduce.harness.registry import get_experiment
+from reproduce.harness.run.registry import get_experiment
 
 REPO = Path(__file__).resolve().parents[1]
 

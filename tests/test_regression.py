@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from reproduce.harness import regression
-from reproduce.harness.registry import experiments, get_experiment
-from reproduce.harness.regression import (
+from reproduce.harness.run.registry import experiments, get_experiment
+from reproduce.harness.sweep import regression
+from reproduce.harness.sweep.regression import (
     EXPECTATIONS_DIR,
     K_SIGMA,
     LOSS_FLOOR,

@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from reproduce.harness.cli import main
-from reproduce.harness.registry import experiments
+from reproduce.harness.cli.run import main
+from reproduce.harness.run.registry import experiments
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from reproduce.harness import report
-from reproduce.harness.io import atomic_write_text
+from reproduce.harness.core.io import atomic_write_text
+from reproduce.harness.core.targets import TARGET_STATUSES, Claim, Target
 from reproduce.harness.report import (
     aggregate,
     load_records,
@@ -25,7 +26,6 @@ from reproduce.harness.report import (
     tolerance_band,
     write_report,
 )
-from reproduce.harness.targets import TARGET_STATUSES, Claim, Target
 
 BASE = 128
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -14,8 +14,8 @@ from test_readme_results import mnist_sweep
 from test_report import write_records
 
 from reproduce.harness import report
-from reproduce.harness.cli import USAGE_ERROR, main_report
-from reproduce.harness.targets import Target
+from reproduce.harness.cli.run import USAGE_ERROR, main_report
+from reproduce.harness.core.targets import Target
 
 
 def truncate(path: Path) -> None:

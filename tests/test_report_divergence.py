@@ -14,7 +14,7 @@ import pytest
 from test_report import BASE, CLAIMS, TARGETS, make_record
 
 from reproduce.harness import report
-from reproduce.harness.divergence import (
+from reproduce.harness.core.divergence import (
     APPLIED_ON_READ,
     Divergence,
     apply_on_read,
@@ -22,7 +22,7 @@ from reproduce.harness.divergence import (
     record_divergence,
     uniform_guess_perplexity,
 )
-from reproduce.harness.io import atomic_write_json
+from reproduce.harness.core.io import atomic_write_json
 
 METRIC_REASON = "final test accuracy 0.001 is worse than 0.01, far worse than chance"
 
@@ -223,8 +223,8 @@ def test_a_diverged_record_keeps_its_own_reason_and_an_ok_run_within_the_rule_st
 
 def test_the_trainer_and_the_report_apply_the_same_rule() -> None:
     """One rule, two readers: the trainer's checks are the divergence module's functions."""
-    from reproduce.harness import trainer
-    from reproduce.harness.registry import experiments
+    from reproduce.harness.run import trainer
+    from reproduce.harness.run.registry import experiments
 
     ptb = experiments()["ptb_small"]
     (chance,) = ptb.divergence.chance_limits
@@ -242,7 +242,7 @@ def test_the_report_command_judges_committed_old_records_by_the_experiments_rule
 ) -> None:
     """`reproduce/report.py` on a folder of old ptb_small records (status ok, perplexity in the
     millions, written before the final-metric rule) shows that run as diverged."""
-    from reproduce.harness.cli import main_report
+    from reproduce.harness.cli.run import main_report
 
     committed = Path(__file__).resolve().parents[1] / "results" / "ptb_small" / "quick" / "runs"
     runs = tmp_path / "quick" / "runs"

@@ -10,8 +10,8 @@ from test_readme_results import mnist_record, readme_with_markers, report_args
 from test_report import CLAIMS, TARGETS, sweep, write_records
 
 from reproduce.harness import report
-from reproduce.harness.cli import main_report
-from reproduce.harness.targets import Claim
+from reproduce.harness.cli.run import main_report
+from reproduce.harness.core.targets import Claim
 
 
 def quick_sweep_without_the_claims_batch() -> list[dict]:

@@ -8,7 +8,7 @@ from test_report import BASE, CLAIMS, TARGETS, make_record, sweep, write_records
 from test_report_divergence import diverged_on_loss, loss_reason, write
 
 from reproduce.harness import report
-from reproduce.harness.targets import Claim
+from reproduce.harness.core.targets import Claim
 
 X64 = Claim("batch x64 without loss", "abstract", "paper abstract", "accuracy", "max", 64, "date")
 

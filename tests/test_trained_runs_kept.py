@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from reproduce.harness.cli import main
-from reproduce.harness.registry import experiments
+from reproduce.harness.cli.run import main
+from reproduce.harness.run.registry import experiments
 
 ONE_RUN = ["mnist_lstm", "--preset", "smoke", "--quiet", "--methods", "date", "--batch-sizes", "32"]
 NAME = "date_b32_s0"
@@ -181,7 +181,7 @@ def test_an_out_folder_that_breaks_during_training_keeps_the_run_in_a_rescue_fol
     """The output folder is replaced by a file mid-run (as root, a chmod would not stop the
     writes): checkpoints and the record are retried, then written to the rescue folder; one
     message says where, no traceback; copied back, the same command finds the run recorded."""
-    from reproduce.harness import rescue
+    from reproduce.harness.run import rescue
 
     monkeypatch.setattr(rescue, "RETRY_DELAYS", (0.0,))
     monkeypatch.setenv(rescue.RESCUE_ENV, str(tmp_path / "rescue"))
@@ -217,7 +217,7 @@ def test_an_out_folder_that_breaks_during_training_keeps_the_run_in_a_rescue_fol
 
 
 def test_a_brief_write_fault_is_retried_in_place(tmp_path):
-    from reproduce.harness.rescue import write_or_rescue
+    from reproduce.harness.run.rescue import write_or_rescue
 
     attempts = []
 
@@ -238,8 +238,8 @@ def test_tune_and_advise_keep_a_run_whose_evaluation_fails_and_say_so(
     tmp_path, monkeypatch, capsys
 ):
     """Every entry point that trains ends with the same one message (exit 1), not a traceback."""
-    from reproduce.harness.advise_run import main_advise
-    from reproduce.harness.cli import main_tune
+    from reproduce.harness.cli.advise import main_advise
+    from reproduce.harness.cli.run import main_tune
 
     instrumented(monkeypatch, fail_split="test")
     smoke = ["mnist_lstm", "--preset", "smoke", "--quiet"]

@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from reproduce.harness.devices import resolve_device
-from reproduce.harness.experiment import Batch, ShuffledExamples
-from reproduce.harness.registry import get_experiment
-from reproduce.harness.trainer import accumulate_gradients, evaluation_steps
+from reproduce.harness.run.devices import resolve_device
+from reproduce.harness.run.experiment import Batch, ShuffledExamples
+from reproduce.harness.run.registry import get_experiment
+from reproduce.harness.run.trainer import accumulate_gradients, evaluation_steps
 
 
 def test_accumulated_micro_batches_give_the_big_batch_update():

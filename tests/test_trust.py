@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from reproduce.harness.checkpoint import save_checkpoint
-from reproduce.harness.cli import build_parser, build_spec, main
-from reproduce.harness.sweep import plan_runs, run_config, run_key
+from reproduce.harness.cli.run import build_parser, build_spec, main
+from reproduce.harness.run.checkpoint import save_checkpoint
+from reproduce.harness.sweep.running import plan_runs, run_config, run_key
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = ["mnist_lstm", "--preset", "smoke", "--quiet"]
@@ -108,8 +108,8 @@ def test_a_blown_up_run_is_diverged_with_its_reason_and_the_sweep_goes_on(tmp_pa
 
 def test_a_final_perplexity_far_worse_than_chance_is_diverged(tmp_path):
     """PTB: a run that ends far above the vocabulary size (uniform guessing) is not a result."""
-    from reproduce.harness.registry import experiments
-    from reproduce.harness.trainer import final_metric_check
+    from reproduce.harness.run.registry import experiments
+    from reproduce.harness.run.trainer import final_metric_check
 
     ptb = experiments()["ptb_small"]
     assert final_metric_check(ptb, {"perplexity": 3.5e7}, 10)["reason"].startswith(

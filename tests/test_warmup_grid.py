@@ -12,10 +12,10 @@ import pytest
 from test_report import make_record, write_records
 
 import date
-from reproduce.harness import warmup_grid
-from reproduce.harness.cli import main_report
-from reproduce.harness.registry import experiments
-from reproduce.harness.warmup_grid_report import grid_tables, write_warmup_grid_report
+from reproduce.harness.cli.run import main_report
+from reproduce.harness.report.warmup_grid import grid_tables, write_warmup_grid_report
+from reproduce.harness.run.registry import experiments
+from reproduce.harness.sweep import warmup_grid
 
 MNIST = experiments()["mnist_lstm"]
 BASE = MNIST.base_recipe.batch_size
@@ -40,8 +40,8 @@ def test_the_grid_spans_sqrt_to_date_warmups_for_every_lr_of_the_tuning_grid(tmp
 def test_each_cell_is_the_sqrt_lr_with_its_warmup_and_x64_is_dates_recipe(tmp_path) -> None:
     """Resolved by the sweep's planner from the cell's run.py arguments: --set changes the base
     recipe before the method scales it, and sqrt keeps the warmup epochs."""
-    from reproduce.harness.cli import build_parser, build_spec
-    from reproduce.harness.sweep import plan_runs
+    from reproduce.harness.cli.run import build_parser, build_spec
+    from reproduce.harness.sweep.running import plan_runs
 
     grid = warmup_grid.grid_for(MNIST, tmp_path)
     for cell in grid.cells():

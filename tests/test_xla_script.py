@@ -18,8 +18,8 @@ import pytest
 import torch
 from torch import nn
 
-from reproduce.harness.devices import Device, resolve_device
-from reproduce.harness.distributed import DistributedContext, XlaReplicas, init_distributed
+from reproduce.harness.run.devices import Device, resolve_device
+from reproduce.harness.run.distributed import DistributedContext, XlaReplicas, init_distributed
 
 ROOT = Path(__file__).resolve().parents[1]
 XLA = ROOT / "xla"

@@ -31,7 +31,7 @@ class Measured:
     """One training run with its wall time and XLA graph counters (None on plain CPU)."""
 
     label: str
-    result: Any  # reproduce.harness.trainer.RunResult
+    result: Any  # reproduce.harness.run.trainer.RunResult
     wall_seconds: float
     compiles: int | None = None
     executions: int | None = None
@@ -68,7 +68,7 @@ def xla_counters() -> tuple[int, int]:
 
 
 def timed_train(label: str, device: Any, **train_kwargs: Any) -> Measured:
-    from reproduce.harness import trainer
+    from reproduce.harness.run import trainer
 
     is_xla = device.kind == "tpu"
     before = xla_counters() if is_xla else (0, 0)
@@ -123,9 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from tabulate import tabulate
 
-    from reproduce.harness import registry
-    from reproduce.harness.checkpoint import CheckpointPolicy
-    from reproduce.harness.devices import resolve_device
+    from reproduce.harness.run import registry
+    from reproduce.harness.run.checkpoint import CheckpointPolicy
+    from reproduce.harness.run.devices import resolve_device
 
     experiment = registry.get_experiment(args.experiment)
     preset = experiment.presets[args.preset]

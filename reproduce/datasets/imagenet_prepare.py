@@ -261,7 +261,7 @@ def prepare(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Prepare the splits whose archives are given; returns what ``prepared.json`` records."""
-    from reproduce.harness.io import atomic_write_json
+    from reproduce.harness.core.io import atomic_write_json
 
     if train_tar is None and val_tar is None:
         raise DataError("nothing to do: pass --train-tar and/or --val-tar (with --val-labels)")

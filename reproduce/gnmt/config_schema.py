@@ -1,4 +1,4 @@
-"""GNMT's configuration keys: types, ranges and why (``reproduce.harness.schema``)."""
+"""GNMT's configuration keys: types, ranges and why (``reproduce.harness.run.schema``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from reproduce.datasets.sequence_tasks import MAX_VOCAB, TASKS
 from reproduce.datasets.wmt import NEWSTEST2014_PAIRS
-from reproduce.harness.schema import ConfigSchema, ConfigView, Field, count, fraction
+from reproduce.harness.run.schema import ConfigSchema, ConfigView, Field, count, fraction
 
 from .subword import BOS, EOS, PAD, UNK
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from reproduce.datasets.wmt import ParallelText
-from reproduce.harness.experiment import Batch, rank_share
+from reproduce.harness.run.experiment import Batch, rank_share
 
 from .subword import BOS, EOS, PAD, SubwordModel
 

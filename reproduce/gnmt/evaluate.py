@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reproduce.harness.metrics import perplexity
+from reproduce.harness.run.metrics import perplexity
 
 from .data import EncodedPairs
 from .decode import DecodeSettings, beam_search, corpus_bleu, greedy_decode

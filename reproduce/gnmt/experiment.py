@@ -56,9 +56,9 @@ from reproduce.datasets.wmt import (
     load_newstest2014,
     load_wmt16,
 )
-from reproduce.harness.divergence import uniform_guess_perplexity
-from reproduce.harness.experiment import Batch, DataBundle, Divergence, Experiment, Preset
-from reproduce.harness.targets import Claim, Target
+from reproduce.harness.core.divergence import uniform_guess_perplexity
+from reproduce.harness.core.targets import Claim, Target
+from reproduce.harness.run.experiment import Batch, DataBundle, Divergence, Experiment, Preset
 
 from .config_schema import SCHEMA
 from .data import BucketedPairs, EncodedPairs, encode_pairs, length_summary

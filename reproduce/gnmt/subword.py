@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from reproduce.datasets.integrity import DataError
-from reproduce.harness.io import atomic_write
+from reproduce.harness.core.io import atomic_write
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 #: Environment variable naming the cache folder (default ``~/.cache/date-repro``).

@@ -1,4 +1,4 @@
-"""ImageNet ResNet-50's configuration keys: types, ranges and why (``reproduce.harness.schema``)."""
+"""ImageNet ResNet-50's configuration keys: types, ranges and why (``reproduce.harness.run.schema``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from reproduce.datasets.imagenet import CLASSES
-from reproduce.harness.schema import ConfigSchema, ConfigView, Field, count, fraction
+from reproduce.harness.run.schema import ConfigSchema, ConfigView, Field, count, fraction
 
 from .digits import TEST_IMAGES, VALIDATION_IMAGES, VALIDATION_START
 

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from reproduce.datasets import imagenet
 from reproduce.datasets.imagenet import TransformedImages, check_labels
-from reproduce.harness.experiment import Batch, DataBundle, rank_share, shuffled_batches
+from reproduce.harness.run.experiment import Batch, DataBundle, rank_share, shuffled_batches
 
 #: Batches each loader worker prepares ahead (DataLoader's prefetch_factor).
 PREFETCH_PER_WORKER = 4

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from reproduce.datasets.integrity import DataError, positive_count
 from reproduce.datasets.mnist import load_mnist
-from reproduce.harness.experiment import DataBundle, ShuffledExamples
+from reproduce.harness.run.experiment import DataBundle, ShuffledExamples
 
 #: MNIST's images are 28 x 28 pixels.
 MNIST_SIZE = 28

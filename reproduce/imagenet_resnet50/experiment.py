@@ -30,9 +30,9 @@ import date
 from date import Recipe
 from reproduce.datasets import imagenet
 from reproduce.datasets.integrity import DataError, positive_count
-from reproduce.harness.divergence import uniform_guess_cross_entropy
-from reproduce.harness.experiment import Batch, DataBundle, Divergence, Experiment, Preset
-from reproduce.harness.targets import Claim, Target
+from reproduce.harness.core.divergence import uniform_guess_cross_entropy
+from reproduce.harness.core.targets import Claim, Target
+from reproduce.harness.run.experiment import Batch, DataBundle, Divergence, Experiment, Preset
 
 from . import data as imagenet_data
 from . import digits

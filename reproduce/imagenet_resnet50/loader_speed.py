@@ -7,7 +7,7 @@ the training step's rate on the device, both measured here and now.
 Decoding is timed in this process on one thread, as in a DataLoader worker (which sets torch to
 one thread), on the training transforms at 224 px: over the 10 shipped images, or over
 ``--images`` images spread across the classes of ``DIR/train`` when ``--data-dir`` is given. The
-training step is ``--plan``'s timing (reproduce.harness.estimate) on random images of the real
+training step is ``--plan``'s timing (reproduce.harness.sweep.estimate) on random images of the real
 shape. Workers needed = ceil(step images/s / worker images/s), which assumes a CPU core per
 worker; set it with ``--set data.workers=N``. Timings depend on the machine and its load.
 """
@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 
 from reproduce.datasets import imagenet
-from reproduce.harness import estimate
-from reproduce.harness.devices import DEVICE_KINDS, resolve_device
-from reproduce.harness.registry import get_experiment
-from reproduce.harness.trainer import PRECISIONS, default_micro_batch_size
+from reproduce.harness.run.devices import DEVICE_KINDS, resolve_device
+from reproduce.harness.run.registry import get_experiment
+from reproduce.harness.run.trainer import PRECISIONS, default_micro_batch_size
+from reproduce.harness.sweep import estimate
 from reproduce.imagenet_resnet50.data import sample_seed
 
 

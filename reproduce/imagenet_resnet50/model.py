@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reproduce.datasets.imagenet import CLASSES, normalize
-from reproduce.harness.experiment import Batch
+from reproduce.harness.run.experiment import Batch
 
 
 def build_model(config: Mapping[str, Any]) -> nn.Module:

@@ -1,11 +1,11 @@
-"""MNIST-LSTM's configuration keys: types, ranges and why (``reproduce.harness.schema``)."""
+"""MNIST-LSTM's configuration keys: types, ranges and why (``reproduce.harness.run.schema``)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from reproduce.harness.schema import ConfigSchema, Field, count
+from reproduce.harness.run.schema import ConfigSchema, Field, count
 
 #: MNIST's training split less the held-out validation images, and its test split (LeCun et al.;
 #: TensorFlow's classic input_data split: 55,000 / 5,000 / 10,000). A larger count would be cut

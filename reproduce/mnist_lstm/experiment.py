@@ -20,8 +20,9 @@ import date
 from date import Recipe
 from reproduce.datasets.integrity import positive_count
 from reproduce.datasets.mnist import MNIST_MEAN, MNIST_STD, load_mnist
-from reproduce.harness.divergence import uniform_guess_cross_entropy
-from reproduce.harness.experiment import (
+from reproduce.harness.core.divergence import uniform_guess_cross_entropy
+from reproduce.harness.core.targets import Claim, Target
+from reproduce.harness.run.experiment import (
     Batch,
     DataBundle,
     Divergence,
@@ -29,7 +30,6 @@ from reproduce.harness.experiment import (
     Preset,
     ShuffledExamples,
 )
-from reproduce.harness.targets import Claim, Target
 
 from .config_schema import SCHEMA
 from .model import RowLSTMClassifier

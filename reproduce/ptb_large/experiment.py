@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 
 import date
-from reproduce.harness.experiment import Preset
-from reproduce.harness.targets import Target
+from reproduce.harness.core.targets import Target
+from reproduce.harness.run.experiment import Preset
 from reproduce.ptb_small import experiment as small
 
 #: "unrolled for 35 steps" (Section 4); LargeConfig.num_steps = 35.

@@ -1,12 +1,12 @@
 """PTB's configuration keys (ptb_small and ptb_large): types, ranges and why
-(``reproduce.harness.schema``)."""
+(``reproduce.harness.run.schema``)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from reproduce.harness.schema import ConfigSchema, ConfigView, Field, count, fraction
+from reproduce.harness.run.schema import ConfigSchema, ConfigView, Field, count, fraction
 
 #: Mikolov's PTB: 10,000 words, and its splits' tokens with <eos> (the project's paper-facts.md).
 VOCABULARY = 10_000

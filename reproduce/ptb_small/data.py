@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from reproduce.datasets.ptb import batchify
-from reproduce.harness.experiment import Batch
+from reproduce.harness.run.experiment import Batch
 
 
 class BPTTStream:

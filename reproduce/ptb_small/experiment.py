@@ -32,10 +32,10 @@ import date
 from date import Recipe
 from reproduce.datasets.integrity import positive_count
 from reproduce.datasets.ptb import batchify, load_ptb
-from reproduce.harness.divergence import uniform_guess_perplexity
-from reproduce.harness.experiment import Batch, DataBundle, Divergence, Experiment, Preset
-from reproduce.harness.metrics import perplexity
-from reproduce.harness.targets import Claim, Target
+from reproduce.harness.core.divergence import uniform_guess_perplexity
+from reproduce.harness.core.targets import Claim, Target
+from reproduce.harness.run.experiment import Batch, DataBundle, Divergence, Experiment, Preset
+from reproduce.harness.run.metrics import perplexity
 
 from .config_schema import SCHEMA
 from .data import BPTTStream, TokenSplit

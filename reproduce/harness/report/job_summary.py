@@ -14,9 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from reproduce.harness.divergence import Divergence
-from reproduce.harness.targets import Target
-
+from ..core.divergence import Divergence
+from ..core.targets import Target
 from .aggregation import Aggregate, aggregate, group_by_cell
 from .formatting import fmt_k, fmt_number
 from .paper_verdicts import judged_headline

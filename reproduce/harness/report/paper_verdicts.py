@@ -9,8 +9,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from reproduce.harness.targets import Claim, Target
-
+from ..core.targets import Claim, Target
 from .aggregation import batches_of, group_by_cell, mean_std, methods_of, ok_values, pooled_by_seed
 from .band import ToleranceBand
 from .formatting import fmt_k, fmt_number, fmt_signed, markdown_text

@@ -12,8 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from reproduce.harness.io import atomic_write
-
+from ..core.io import atomic_write
 from .aggregation import aggregate, batches_of, group_by_cell, methods_of, pooled_by_seed
 from .band import ToleranceBand
 from .formatting import direction_text

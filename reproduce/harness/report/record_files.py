@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reproduce.harness.divergence import Divergence, apply_on_read
+from ..core.divergence import Divergence, apply_on_read
 
 SCHEMA_VERSION = 1
 RUN_STATUSES = ("ok", "diverged")

@@ -8,10 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from reproduce.harness.divergence import Divergence
-from reproduce.harness.io import atomic_write_text
-from reproduce.harness.targets import Claim, Target
-
+from ..core.divergence import Divergence
+from ..core.io import atomic_write_text
+from ..core.targets import Claim, Target
 from .aggregation import aggregate
 from .band import tolerance_band
 from .formatting import direction_text
@@ -91,7 +90,7 @@ def write_report(
     divergences = divergence_notes(records)
     texts: dict[str, str] = {}
     # issue 15: the noise scale beside the breaking points; imported here (it imports this package)
-    from ..noise_report import noise_section
+    from .noise import noise_section
 
     texts["tables"] = (
         _header(info, "results")

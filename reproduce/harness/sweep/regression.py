@@ -32,12 +32,12 @@ from tabulate import tabulate
 
 from date import Recipe
 
-from .devices import cpu_model, resolve_device
-from .experiment import DataBundle, Experiment
-from .io import atomic_write_json
-from .records import REPO_ROOT, git_state
-from .registry import experiments
-from .trainer import train
+from ..core.io import atomic_write_json
+from ..core.records import REPO_ROOT, git_state
+from ..run.devices import cpu_model, resolve_device
+from ..run.experiment import DataBundle, Experiment
+from ..run.registry import experiments
+from ..run.trainer import train
 
 EXPECTATIONS_DIR = REPO_ROOT / "tests" / "expectations"
 EXPECTATION_VERSION = 1

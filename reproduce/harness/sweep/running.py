@@ -21,14 +21,9 @@ from typing import Any
 import date
 from date import Recipe
 
-from . import report
-from .checkpoint import CheckpointPolicy, CorruptCheckpoint, load_checkpoint, set_aside
-from .claims import CLAIMS_FOLDER, Claim
-from .devices import Device, resolve_device
-from .distributed import DistributedContext, init_distributed
-from .experiment import DataBundle, Experiment, TrainData, proxy_record
-from .io import atomic_write_json, remove_stale_temporaries
-from .records import (
+from .. import report
+from ..core.io import atomic_write_json, remove_stale_temporaries
+from ..core.records import (
     SCHEMA_VERSION,
     config_key,
     environment,
@@ -36,14 +31,18 @@ from .records import (
     read_record,
     record_name,
 )
-from .trainer import (
+from ..run.checkpoint import CheckpointPolicy, CorruptCheckpoint, load_checkpoint, set_aside
+from ..run.devices import Device, resolve_device
+from ..run.distributed import DistributedContext, init_distributed
+from ..run.experiment import DataBundle, Experiment, TrainData, proxy_record
+from ..run.trainer import (
     EVALUATION_FAILED,
     RunResult,
     default_micro_batch_size,
     measure_micro_batch_size,
     train,
 )
-from .unfinished import (
+from ..run.unfinished import (
     UNFINISHED_FOLDER,
     ResultsRescued,
     RunsUnfinished,
@@ -51,6 +50,7 @@ from .unfinished import (
     unfinished_record,
     write_record,
 )
+from .claims import CLAIMS_FOLDER, Claim
 
 
 @dataclass(frozen=True)

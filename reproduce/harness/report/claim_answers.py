@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .report.formatting import fmt_number
+from .formatting import fmt_number
 
 CLAIM_ANSWERS_BEGIN = "<!-- answers:begin -->"
 CLAIM_ANSWERS_END = "<!-- answers:end -->"

@@ -24,6 +24,9 @@ from tqdm import tqdm
 
 from date import DateScheduler, Recipe, build_optimizer, total_steps
 
+from ..core.divergence import divergence_check, final_metric_check
+from ..core.records import REPO_ROOT
+from ..core.targets import meets
 from .checkpoint import (
     CheckpointPolicy,
     load_checkpoint,
@@ -32,11 +35,8 @@ from .checkpoint import (
 )
 from .devices import Device
 from .distributed import DistributedContext
-from .divergence import divergence_check, final_metric_check
 from .experiment import Batch, DataBundle, Experiment
 from .noise_probe import NoiseProbe
-from .records import REPO_ROOT
-from .targets import meets
 
 EVAL_BATCH_SIZE = 1024
 PRECISIONS = ("fp32", "bf16")

@@ -28,9 +28,9 @@ from tabulate import tabulate
 from date.advise import fit_critical_batch
 from date.noise import pooled_noise_scale
 
-from . import report
-from .budget_report import PERFECT_SCALING_SLACK, keeps_band
-from .divergence import Divergence
+from .. import report
+from ..core.divergence import Divergence
+from .budgets import PERFECT_SCALING_SLACK, keeps_band
 
 CURVES = ("noise_grad_sq", "noise_trace", "noise_scale")
 NOT_MEASURED = "—"

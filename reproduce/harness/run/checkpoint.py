@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .io import atomic_write
+from ..core.io import atomic_write
 
 CHECKPOINT_VERSION = 1
 

@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .records import read_record
-from .sweep import SweepError, SweepSpec, run_sweep
+from ..core.records import read_record
+from .running import SweepError, SweepSpec, run_sweep
 
 
 def budget_folder(out_dir: Path, epochs: float) -> Path:
@@ -92,7 +92,7 @@ def run_budget_sweep(spec: SweepSpec, log=print) -> list[Path]:
     Resumable like a sweep: recorded tuning points and runs are skipped. The user's own
     recipe overrides apply at every budget; ``--set epochs=E`` runs budget E of the grid only.
     """
-    from .budget_report import write_budget_report
+    from ..report.budgets import write_budget_report
 
     experiment = spec.experiment
     if not experiment.tuning_grid:

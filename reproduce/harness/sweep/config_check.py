@@ -17,10 +17,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .schema import RECIPE_FIELDS, RUN_FIELDS, ConfigSchema, ConfigView, Field
+from ..run.schema import RECIPE_FIELDS, RUN_FIELDS, ConfigSchema, ConfigView, Field
 
 if TYPE_CHECKING:
-    from .sweep import SweepSpec
+    from .running import SweepSpec
 
 #: Bytes of a parameter, of its gradient and of each optimizer state value: float32 (the master
 #: weights stay float32 under bf16 autocast, trainer.autocast).
@@ -63,7 +63,7 @@ def value_text(value: Any) -> str:
 def user_keys(spec: SweepSpec) -> frozenset[str]:
     """The keys the user set with --set (a run setting counts when it differs from the default:
     RunSettings does not remember who set it)."""
-    from .sweep import RunSettings
+    from .running import RunSettings
 
     defaults = RunSettings()
     keys = {*spec.recipe_overrides}
@@ -238,8 +238,8 @@ def estimated_bytes(spec: SweepSpec, micro_batch: int) -> tuple[float, int, floa
 def check_memory(spec: SweepSpec, available: int | None = None) -> None:
     """ConfigError when a run's estimated memory (``estimated_bytes``, for the sweep's largest
     micro-batch) exceeds what the machine has (``machine_memory``, or ``available``)."""
-    from .devices import resolve_device
-    from .trainer import default_micro_batch_size
+    from ..run.devices import resolve_device
+    from ..run.trainer import default_micro_batch_size
 
     memory = available if available is not None else machine_memory(spec.device)
     if memory is None:
@@ -278,8 +278,8 @@ def unsupported_precision(spec: SweepSpec) -> str | None:
     import torch
     from torch import nn
 
-    from .devices import resolve_device
-    from .trainer import autocast
+    from ..run.devices import resolve_device
+    from ..run.trainer import autocast
 
     with torch.device("meta"):
         model = spec.experiment.build_model(spec.model_config)

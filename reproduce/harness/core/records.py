@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 SCHEMA_VERSION = 1
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 RECORDED_PACKAGES = (
     "torch",
     "numpy",

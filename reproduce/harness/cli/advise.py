@@ -24,13 +24,13 @@ from date.advise import noise_from_record
 from date.noise import DEFAULT_DECAY
 from reproduce.datasets.integrity import DataError
 
-from .checkpoint import Preempted
-from .cli import USAGE_ERROR, UsageError, build_spec, check_data, help_epilog
-from .experiment import PRESET_NAMES
-from .io import atomic_write_text
-from .records import RecordError, record_name
-from .sweep import SweepError, run_sweep
-from .unfinished import TrainedWorkKept, report_stop
+from ..core.io import atomic_write_text
+from ..core.records import RecordError, record_name
+from ..run.checkpoint import Preempted
+from ..run.experiment import PRESET_NAMES
+from ..run.unfinished import TrainedWorkKept, report_stop
+from ..sweep.running import SweepError, run_sweep
+from .run import USAGE_ERROR, UsageError, build_spec, check_data, help_epilog
 
 #: The short run's micro-batch, as a fraction of the base batch: on a linear-regression problem
 #: with known noise (tests/test_noise.py), the spread of the estimate fell from 10% to 8% to 7% of

@@ -32,10 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import Preempted
+from ..core.io import atomic_write_json
+from ..run.checkpoint import Preempted
+from ..run.trainer import EVALUATION_FAILED
+from ..run.unfinished import RunsUnfinished
 from .claims import CLAIMS_FOLDER
-from .io import atomic_write_json
-from .sweep import (
+from .running import (
     RunGroup,
     SweepError,
     SweepProgress,
@@ -59,8 +61,6 @@ from .sweep import (
     write_report,
     write_run,
 )
-from .trainer import EVALUATION_FAILED
-from .unfinished import RunsUnfinished
 
 LAUNCHERS = ("ray", "slurm", "local")
 CLUSTER_EXTRA = 'pip install -e ".[cluster]"'
@@ -497,7 +497,7 @@ def launch_sweep(
     for sweep_spec in sweeps:
         write_report(sweep_spec)
     if budgets:
-        from .budget_report import write_budget_report
+        from ..report.budgets import write_budget_report
 
         write_budget_report(spec.out_dir, spec.experiment)
     return result

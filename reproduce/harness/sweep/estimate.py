@@ -25,9 +25,9 @@ import torch
 
 from date import Recipe, build_optimizer, total_steps
 
-from .devices import Device
-from .experiment import Batch, Experiment
-from .trainer import accumulate_gradients
+from ..run.devices import Device
+from ..run.experiment import Batch, Experiment
+from ..run.trainer import accumulate_gradients
 
 
 @dataclass(frozen=True)

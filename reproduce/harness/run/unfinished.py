@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .io import atomic_write_json
+from ..core.io import atomic_write_json
 from .rescue import Written, rescue_instructions, write_or_rescue
 
 UNFINISHED_FOLDER = "unfinished"

@@ -17,10 +17,10 @@ from typing import Any
 
 from tabulate import tabulate
 
-from . import report
-from .divergence import Divergence
-from .io import atomic_write_json, atomic_write_text
-from .targets import meets
+from .. import report
+from ..core.divergence import Divergence
+from ..core.io import atomic_write_json, atomic_write_text
+from ..core.targets import meets
 
 REPORT_COMMAND = "python reproduce/report.py {root}"
 

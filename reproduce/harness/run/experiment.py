@@ -19,9 +19,9 @@ from torch import nn
 
 from date import Recipe
 
-from .divergence import Divergence
+from ..core.divergence import Divergence
+from ..core.targets import Claim, Target
 from .schema import ConfigSchema
-from .targets import Claim, Target
 
 PRESET_NAMES = ("smoke", "quick", "full")  # every experiment has these
 #: Presets an experiment may add: ``budget`` repeats the sweep at several epoch budgets;

@@ -17,9 +17,9 @@ from typing import Any
 
 from tabulate import tabulate
 
-from .io import atomic_write_json, atomic_write_text
-from .records import read_record
-from .sweep import SweepSpec, run_sweep
+from ..core.io import atomic_write_json, atomic_write_text
+from ..core.records import read_record
+from .running import SweepSpec, run_sweep
 
 
 def grid_points(grid: Mapping[str, tuple[Any, ...]]) -> list[dict[str, Any]]:

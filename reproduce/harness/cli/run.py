@@ -23,15 +23,17 @@ import date
 from date import Recipe
 from reproduce.datasets.integrity import DataError
 
-from .budgets import run_budget_sweep
-from .checkpoint import Preempted
-from .config_check import ConfigError, check_config, check_machine
-from .devices import DEVICE_KINDS, check_device
-from .experiment import OPTIONAL_PRESET_NAMES, PRESET_NAMES, Experiment
-from .launch import LAUNCH_KEYS, LAUNCHERS, LaunchError, LaunchSettings
-from .records import RecordError
-from .registry import experiments, get_experiment
-from .sweep import (
+from ..core.records import RecordError
+from ..run.checkpoint import Preempted
+from ..run.devices import DEVICE_KINDS, check_device
+from ..run.experiment import OPTIONAL_PRESET_NAMES, PRESET_NAMES, Experiment
+from ..run.registry import experiments, get_experiment
+from ..run.trainer import PRECISIONS
+from ..run.unfinished import TrainedWorkKept, report_stop
+from ..sweep.budgets import run_budget_sweep
+from ..sweep.config_check import ConfigError, check_config, check_machine
+from ..sweep.launch import LAUNCH_KEYS, LAUNCHERS, LaunchError, LaunchSettings
+from ..sweep.running import (
     RunSettings,
     SweepError,
     SweepSpec,
@@ -40,15 +42,13 @@ from .sweep import (
     resolved_plan_table,
     run_sweep,
 )
-from .trainer import PRECISIONS
-from .unfinished import TrainedWorkKept, report_stop
 
 DEFAULT_PRESET = "quick"
 #: Where a user's runs go unless --out says otherwise: runs/EXPERIMENT/PRESET, gitignored, apart
 #: from the published records in results/ (so that a fresh clone trains instead of finding every
 #: run already recorded, and publishing stays an explicit --out results/...).
 USER_RUNS = Path("runs")
-PUBLISHED = Path(__file__).resolve().parents[2] / "results"
+PUBLISHED = Path(__file__).resolve().parents[3] / "results"
 USAGE_ERROR = 2
 INTERRUPTED = 128 + 2  # the shell's code for a process ended by SIGINT (Ctrl-C)
 
@@ -496,11 +496,11 @@ def plan_train_data(spec: SweepSpec) -> Any:
 
 def plan_estimate(spec: SweepSpec, train: Any) -> str:
     """--plan's time estimate: a few training steps timed on the sweep's device, multiplied out
-    over the planned runs (reproduce.harness.estimate). Raises ValueError (exit 2) when the
+    over the planned runs (reproduce.harness.sweep.estimate). Raises ValueError (exit 2) when the
     device is not there."""
-    from . import estimate
-    from .devices import resolve_device
-    from .trainer import default_micro_batch_size
+    from ..run.devices import resolve_device
+    from ..run.trainer import default_micro_batch_size
+    from ..sweep import estimate
 
     device = resolve_device(spec.device)
     runs = plan_runs(spec)
@@ -547,7 +547,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         train = plan_train_data(spec)
         specs = [spec]
         if spec.experiment.presets[spec.preset].budgets:
-            from .budgets import budget_spec, budgets_of
+            from ..sweep.budgets import budget_spec, budgets_of
 
             try:
                 specs = [budget_spec(spec, epochs, {}) for epochs in budgets_of(spec)]
@@ -583,7 +583,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = (lambda message: None) if arguments.quiet else print
     try:
         if launch is not None:
-            from .launch import check_not_under_torchrun, launch_sweep
+            from ..sweep.launch import check_not_under_torchrun, launch_sweep
 
             check_not_under_torchrun()
             failed = launch_sweep(spec, launch, log=log).failed
@@ -627,14 +627,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def sweep_complete(spec: SweepSpec) -> bool:
     """Whether every planned run is recorded (a shard then finds the report written)."""
-    from .sweep import recorded
+    from ..sweep.running import recorded
 
     return all(recorded(spec, run) is not None for run in plan_runs(spec))
 
 
 def end_of_job_lines(spec: SweepSpec) -> list[str]:
     """What was learned, in a few lines: per budget of a budget sweep, or of the one sweep."""
-    from . import report
+    from .. import report
 
     published = PUBLISHED / spec.experiment.name / spec.preset
     if not spec.experiment.presets[spec.preset].budgets:
@@ -643,8 +643,8 @@ def end_of_job_lines(spec: SweepSpec) -> list[str]:
         return report.summary_lines(spec.out_dir, spec.experiment.divergence) + published_lines(
             spec.out_dir, published
         )
-    from .budget_report import answer_lines, budget_tables
-    from .budgets import budget_folder, budgets_of
+    from ..report.budgets import answer_lines, budget_tables
+    from ..sweep.budgets import budget_folder, budgets_of
 
     lines = []
     for epochs in budgets_of(spec):
@@ -659,8 +659,8 @@ def end_of_job_lines(spec: SweepSpec) -> list[str]:
 def published_lines(out_dir: Path, published: Path) -> list[str]:
     """The user's cells next to the published ones of the same preset, when those exist (and
     are not the folder just written: --out results/... publishes)."""
-    from .report import REPORT_FILES
-    from .report.published import comparison_lines
+    from ..report import REPORT_FILES
+    from ..report.published import comparison_lines
 
     if not (published / REPORT_FILES["summary"]).is_file():
         return []
@@ -671,7 +671,7 @@ def published_lines(out_dir: Path, published: Path) -> list[str]:
 
 def main_tune(argv: Sequence[str] | None = None) -> int:
     """reproduce/tune.py: train the experiment's tuning grid at its base batch."""
-    from .tuning import run_tuning
+    from ..sweep.tuning import run_tuning
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -700,7 +700,7 @@ def main_tune(argv: Sequence[str] | None = None) -> int:
         return USAGE_ERROR
     log = (lambda message: None) if arguments.quiet else print
     if spec.experiment.presets[spec.preset].budgets:  # tune every budget of the grid
-        from .budgets import budget_folder, budgets_of, tune_budget
+        from ..sweep.budgets import budget_folder, budgets_of, tune_budget
 
         try:
             for epochs in budgets_of(spec):
@@ -736,8 +736,9 @@ def main_report(argv: Sequence[str] | None = None) -> int:
     print the paper diff as JSON, fail on a missed verified target, or regenerate (or check) the
     README's results section."""
 
-    from . import readme_results, report
-    from .io import atomic_write_text
+    from .. import report
+    from ..core.io import atomic_write_text
+    from ..report import readme as readme_results
 
     parser = argparse.ArgumentParser(
         prog="reproduce/report.py",
@@ -801,7 +802,7 @@ def main_report(argv: Sequence[str] | None = None) -> int:
         print(f"{', '.join(map(str, fresh))}: results section up to date")
         return 0
 
-    from .warmup_grid_report import grid_folders, is_grid_root, write_warmup_grid_report
+    from ..report.warmup_grid import grid_folders, is_grid_root, write_warmup_grid_report
 
     # A budget sweep's root (results/EXP/budget) stands for its budget folders (E10, E20, ...)
     budget_roots = [
@@ -907,7 +908,7 @@ def main_report(argv: Sequence[str] | None = None) -> int:
             }
         )
     for root in budget_roots:
-        from .budget_report import write_budget_report
+        from ..report.budgets import write_budget_report
 
         record = json.loads(next(root.glob("E*/runs/*.json")).read_text(encoding="utf-8"))
         paths = write_budget_report(root, registered[record["experiment"]])

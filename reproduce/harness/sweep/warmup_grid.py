@@ -221,10 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     import statistics
     import sys
 
-    from .cli import USAGE_ERROR, UsageError, build_parser, build_spec, main_report
-    from .cli import main as run_main
-    from .registry import experiments
-    from .sweep import plan_runs, recorded
+    from ..cli.run import USAGE_ERROR, UsageError, build_parser, build_spec, main_report
+    from ..cli.run import main as run_main
+    from ..run.registry import experiments
+    from .running import plan_runs, recorded
 
     parser = argparse.ArgumentParser(
         prog="reproduce/warmup_grid.py",

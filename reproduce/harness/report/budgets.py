@@ -28,12 +28,12 @@ from typing import Any
 
 from tabulate import tabulate
 
-from . import report
-from .budgets import recorded_budgets
-from .divergence import Divergence
-from .experiment import Experiment
-from .io import atomic_write, atomic_write_json, atomic_write_text
-from .targets import Target, meets
+from .. import report
+from ..core.divergence import Divergence
+from ..core.io import atomic_write, atomic_write_json, atomic_write_text
+from ..core.targets import Target, meets
+from ..run.experiment import Experiment
+from ..sweep.budgets import recorded_budgets
 
 #: A method stays "near perfect scaling" while its steps are within this factor of perfect.
 PERFECT_SCALING_SLACK = 2.0
@@ -233,7 +233,7 @@ def budgets_markdown(
     tables: Mapping[str, Any], out_dir: Path, divergence: Divergence | None = None
 ) -> str:
     """budgets.md."""
-    from . import noise_report  # here, not at the top: it imports this module
+    from . import noise as noise_report  # here, not at the top: it imports this module
 
     name = tables["experiment"]
     claim = tables["claim"]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from .experiment import Experiment
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-HARNESS = Path(__file__).resolve().parent
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+HARNESS = Path(__file__).resolve().parents[1]
 
 
 @functools.cache

@@ -16,9 +16,9 @@ from typing import Any
 
 from tabulate import tabulate
 
-from . import report
+from .. import report
 from .claim_answers import CLAIM_ANSWERS_BEGIN, CLAIM_ANSWERS_END, claim_answers_section
-from .first_contact_report import FIRST_CONTACT_BEGIN, FIRST_CONTACT_END, first_contact_section
+from .first_contact import FIRST_CONTACT_BEGIN, FIRST_CONTACT_END, first_contact_section
 
 README_BEGIN = "<!-- results:begin -->"
 README_END = "<!-- results:end -->"
