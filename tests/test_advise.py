@@ -17,6 +17,7 @@ from date import Recipe, advise, fit_critical_batch, format_advice, noise_from_r
 from date.__main__ import main
 from date.advise import examples_ratio, step_speedup
 from reproduce.harness.cli.advise import default_micro_batch, main_advise
+from reproduce.harness.report import budgets as budget_report
 from reproduce.harness.report import noise as noise_report
 from reproduce.harness.report import tolerance_band, write_report
 
@@ -296,7 +297,7 @@ def test_budget_section_puts_the_noise_beside_near_perfect_scaling_and_the_fitte
             "linear": {"largest_batch_near_perfect": None},
         },
     }
-    text = noise_report.budget_noise_section(tables, tmp_path)
+    text = budget_report.budget_noise_section(tables, tmp_path)
     assert "| 1   | 500 / 500 (b128)" in text
     assert "| 8192   | 128      |" in text  # per budget: date and linear keep the band up to
     # S = a + b / B through (128, 800) and (1024, 150): b = 650 * 1024 / 7, a = 800 - b / 128
@@ -308,12 +309,12 @@ def test_budget_section_puts_the_noise_beside_near_perfect_scaling_and_the_fitte
     # a budget whose records carry no estimate says so under the table
     write_records(tmp_path / "E2", sweep())
     tables["budgets"].append({"epochs": 2, "folder": "E2", "band": band.to_dict()})
-    text = noise_report.budget_noise_section(tables, tmp_path)
+    text = budget_report.budget_noise_section(tables, tmp_path)
     assert "| 2   | — / —" in text
     assert "No run at E = 2 recorded a noise estimate (—)" in text
     # a method a budget did not run is "not run", not "none" (no batch kept the band)
     write_records(tmp_path / "E3", [r for r in sweep() if r["method"] == "date"])
     tables["budgets"].append({"epochs": 3, "folder": "E3", "band": band.to_dict()})
-    text = noise_report.budget_noise_section(tables, tmp_path)
+    text = budget_report.budget_noise_section(tables, tmp_path)
     assert "| 3   | — / —                      | 8192   | not run  |" in text
     assert "No run at E = 2, 3 recorded a noise estimate (—)" in text

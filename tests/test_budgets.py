@@ -12,6 +12,7 @@ import pytest
 from reproduce.harness.cli.run import main, main_report
 from reproduce.harness.core.targets import Claim, Target
 from reproduce.harness.report import budgets as budget_report
+from reproduce.harness.report.band import ToleranceBand, keeps_band
 from reproduce.harness.report.readme import readme_results_section
 from reproduce.harness.run.experiment import Preset
 from reproduce.harness.run.registry import experiments
@@ -131,20 +132,20 @@ def test_scaling_summary_speedup_and_the_largest_batch_near_perfect_scaling():
 
 
 def test_keeps_band_counts_a_diverged_seed_as_a_loss():
-    band = budget_report.report.ToleranceBand(
+    band = ToleranceBand(
         metric="accuracy", mode="max", base_batch_size=128, mean=0.98, half_width=0.002,
         std=0.001, n_seeds=3, n_diverged=0, seeds=(0, 1, 2), floor=0.002,
     )  # fmt: skip
-    assert budget_report.keeps_band([record("date", 8192, 0, 5, 0.979)], band) is True
-    assert budget_report.keeps_band([record("date", 8192, 0, 5, 0.97)], band) is False
+    assert keeps_band([record("date", 8192, 0, 5, 0.979)], band) is True
+    assert keeps_band([record("date", 8192, 0, 5, 0.97)], band) is False
     assert (
-        budget_report.keeps_band(
+        keeps_band(
             [record("date", 8192, 0, 5, 0.99), record("date", 8192, 1, None, 0.1, "diverged")],
             band,
         )
         is False
     )
-    assert budget_report.keeps_band([], band) is None
+    assert keeps_band([], band) is None
 
 
 def test_answer_lines_name_the_smallest_budget_or_none_up_to_the_largest():

@@ -1,4 +1,5 @@
-"""ImageNet ResNet-50's configuration keys: types, ranges and why (``reproduce.harness.run.schema``)."""
+"""ImageNet ResNet-50's configuration keys: types, ranges and why
+(``reproduce.harness.run.schema``)."""
 
 from __future__ import annotations
 

@@ -14,8 +14,13 @@ regenerates, from those records alone plus the experiment's `Target`s and `Claim
 No number in these files is typed by hand: measured values come from the records, reference
 values from `Target`s that carry their source. Output is deterministic (no timestamps, sorted
 keys) so regenerating from the same records gives byte-identical markdown and JSON, and every
-write is atomic (reproduce/harness/io.py: temporary file in the same directory, fsync,
+write is atomic (reproduce/harness/core/io.py: temporary file in the same directory, fsync,
 os.replace).
+
+This package is the report layer: it reads records (and the experiment's targets, claims and
+divergence rule, passed in by the caller) and never imports the sweep or run layers, so a
+report can be regenerated without the training code and a change to a report cannot break a
+sweep.
 
 The method studied is DATE / LEGW (You et al., "Large-Batch Training for LSTM and Beyond", SC'19;
 arXiv 1901.08256): at batch k*B0, lr0*sqrt(k) and warmup epochs w0*k. Its baselines are other
@@ -26,7 +31,7 @@ The modules, in the order the data flows:
 
     record_files    reading and validating the records (schema version 1)
     aggregation     per (method, batch) cells over seeds; the base batch pooled by seed
-    band            the tolerance band at the base batch
+    band            the tolerance band at the base batch, and the test of a cell against it
     formatting      number and markdown-cell formatting
     tables          the metric and recipe tables of tables.md
     paper_verdicts  the paper diff: targets and claims with their verdicts
@@ -34,8 +39,13 @@ The modules, in the order the data flows:
     plots           plots/*.png
     plan_coverage   which planned runs are recorded, what the missing ones cost
     run_provenance  commit, dates, hardware and record hashes behind a report
+    noise           the gradient noise scale beside each method's breaking point
     writer          write_report, which ties them together
     job_summary     summary_lines: the few lines shown at the end of a sweep
+    published       a user's sweep next to the published records of its preset
+    budgets         budgets.md: a budget sweep's steps to result and claim per epoch budget
+    warmup_grid     warmup_grid.md: the warmup grid's one table
+    readme          the README's and docs/results.md's generated sections
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The tolerance band: the suite's own run-to-run spread at the base batch, half-width
-max(2 x sample std, floor), the tolerance every claim and largest-batch row is judged with."""
+max(2 x sample std, floor), the tolerance every claim and largest-batch row is judged with; and
+``keeps_band``, the test of a cell against it that the noise and budget reports share."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..core.targets import meets
 from .aggregation import mean_std, ok_values, pooled_by_seed
 from .formatting import direction_text, fmt_number
 from .record_files import is_finite_number, sweep_info
@@ -107,3 +109,14 @@ def tolerance_band(
         seeds=tuple(run["seed"] for run in pooled),
         floor=float(floor),
     )
+
+
+def keeps_band(runs: Sequence[Mapping[str, Any]], band: ToleranceBand) -> bool | None:
+    """Whether a cell's runs keep the base band: True when every run is ok and their mean keeps
+    it; None when nothing was run or the band is unknown (no ok base-batch run)."""
+    if not runs or band.mean is None:
+        return None
+    if any(run["status"] != "ok" for run in runs):
+        return False
+    values = [run["final"][band.metric] for run in runs]
+    return meets(sum(values) / len(values), band.mean, band.mode, band.half_width)

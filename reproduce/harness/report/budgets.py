@@ -1,13 +1,17 @@
-"""The budget report (issue 12): steps to result and the paper's claim at every epoch budget.
+"""The budget report: steps to result and the paper's claim at every epoch budget.
 
-Reads the budget folders ``OUT/E{E}`` of a budget sweep (``budgets.py``) and writes, in ``OUT``:
+Reads the budget folders ``OUT/E{E}`` of a budget sweep (``sweep/budgets.py``) and writes, in
+``OUT``:
 
 - ``budgets.md`` / ``budgets.json``: for each budget, the tuned base recipe, the base-batch band
   and, for every method, its result at the claim's scale (x64 for the LSTM claim) with the
   verdict; the one-line answer per method: the smallest budget on the grid at which it keeps the
   base band at that scale, or "none up to E"; the steps-to-result table;
 - ``plots/steps_to_result.png``: steps to reach the experiment's time-to-target validation
-  metric vs batch size, log-log, one line per method, with the perfect-scaling line.
+  metric vs batch size, log-log, one line per method, with the perfect-scaling line;
+- in budgets.md, B_simple per budget beside each method's largest batch keeping the band, and
+  the critical batch fitted to each method's steps-to-result points by S = S_min (1 + B_crit /
+  B) (McCandlish et al. 2018; ``date.advise.fit_critical_batch``).
 
 Steps to result follow Shallue et al. 2018 ("Measuring the Effects of Data Parallelism on Neural
 Network Training", Fig. 1): for each method and batch, the fewest training steps at which the
@@ -24,37 +28,72 @@ import io
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tabulate import tabulate
 
-from .. import report
+from date.advise import fit_critical_batch
+
 from ..core.divergence import Divergence
 from ..core.io import atomic_write, atomic_write_json, atomic_write_text
-from ..core.targets import Target, meets
-from ..run.experiment import Experiment
-from ..sweep.budgets import recorded_budgets
+from ..core.targets import Claim, Target, meets
+from .band import keeps_band, tolerance_band
+from .noise import breaking_points, estimate_source, format_noise, noise_by_batch
+from .record_files import read_record_files, sweep_info
+from .run_provenance import provenance, provenance_line
 
 #: A method stays "near perfect scaling" while its steps are within this factor of perfect.
 PERFECT_SCALING_SLACK = 2.0
 COMMAND = "python reproduce/report.py {out}"
 
 
+class PresetFacts(Protocol):
+    """What the budget report reads of a preset (``run.experiment.Preset`` has it)."""
+
+    @property
+    def time_to_target(self) -> Target | None: ...
+
+
+class BudgetedExperiment(Protocol):
+    """What the budget report reads of an experiment (``run.experiment.Experiment`` has it). The
+    report layer reads records and these facts only; it does not import the experiment model."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def claims(self) -> Sequence[Claim]: ...
+
+    @property
+    def time_to_target(self) -> Target | None: ...
+
+    @property
+    def divergence(self) -> Divergence | None: ...
+
+    @property
+    def band_floor(self) -> float: ...
+
+    @property
+    def presets(self) -> Mapping[str, PresetFacts]: ...
+
+
+def recorded_budgets(out_dir: Path) -> list[tuple[float, Path]]:
+    """(E, folder) of every budget folder ``OUT/E{E}`` under ``out_dir`` holding run records,
+    by E."""
+    found = []
+    for folder in Path(out_dir).glob("E*"):
+        if (folder / "runs").is_dir() and any((folder / "runs").glob("*.json")):
+            try:
+                found.append((float(folder.name[1:]), folder))
+            except ValueError:
+                continue
+    return sorted(found)
+
+
 def _cell_runs(
     records: Sequence[Mapping[str, Any]], method: str, batch: int
 ) -> list[Mapping[str, Any]]:
     return [r for r in records if r["method"] == method and r["batch_size"] == batch]
-
-
-def keeps_band(runs: Sequence[Mapping[str, Any]], band: report.ToleranceBand) -> bool | None:
-    """True when every run is ok and their mean keeps the base band; None when not run or the
-    band is unknown."""
-    if not runs or band.mean is None:
-        return None
-    if any(run["status"] != "ok" for run in runs):
-        return False
-    values = [run["final"][band.metric] for run in runs]
-    return meets(sum(values) / len(values), band.mean, band.mode, band.half_width)
 
 
 def steps_to(run: Mapping[str, Any], target: Target | None) -> int | None:
@@ -79,7 +118,7 @@ def cell_steps(runs: Sequence[Mapping[str, Any]], target: Target | None = None) 
     return max(steps)
 
 
-def budget_target(experiment: Experiment, preset: str | None) -> Target | None:
+def budget_target(experiment: BudgetedExperiment, preset: str | None) -> Target | None:
     """The steps-to-result target: the budget preset's own (a data slice reaches other values),
     else the experiment's time-to-target."""
     settings = experiment.presets.get(preset) if preset else None
@@ -96,7 +135,7 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return "—" if value is None else f"{value:.{digits}g}"
 
 
-def budget_tables(out_dir: Path, experiment: Experiment) -> dict[str, Any]:
+def budget_tables(out_dir: Path, experiment: BudgetedExperiment) -> dict[str, Any]:
     """Everything the budget report shows, computed from the records (also budgets.json)."""
     claim = experiment.claims[0] if experiment.claims else None
     budgets = []
@@ -107,13 +146,13 @@ def budget_tables(out_dir: Path, experiment: Experiment) -> dict[str, Any]:
     base_batch = None
     target = experiment.time_to_target
     for epochs, folder in recorded_budgets(out_dir):
-        record_files = report.read_record_files(folder, experiment.divergence)
+        record_files = read_record_files(folder, experiment.divergence)
         files += record_files
         records = [item.record for item in record_files]
         target = budget_target(experiment, records[0].get("preset"))
-        info = report.sweep_info(records)
+        info = sweep_info(records)
         base_batch = info.base_batch_size
-        band = report.tolerance_band(records, base_batch, experiment.band_floor)
+        band = tolerance_band(records, base_batch, experiment.band_floor)
         methods = sorted({*methods, *(r["method"] for r in records)})
         batches = sorted({*batches, *(r["batch_size"] for r in records)})
         tuning = report_tuning(folder / "tuning")
@@ -170,7 +209,7 @@ def budget_tables(out_dir: Path, experiment: Experiment) -> dict[str, Any]:
         "scaling": scaling,
         "methods": methods,
         "batch_sizes": batches,
-        "provenance": report.provenance(files) if files else None,
+        "provenance": provenance(files) if files else None,
     }
 
 
@@ -233,8 +272,6 @@ def budgets_markdown(
     tables: Mapping[str, Any], out_dir: Path, divergence: Divergence | None = None
 ) -> str:
     """budgets.md."""
-    from . import noise as noise_report  # here, not at the top: it imports this module
-
     name = tables["experiment"]
     claim = tables["claim"]
     target = tables["time_to_target"]
@@ -312,9 +349,92 @@ def budgets_markdown(
             f"to it): {'; '.join(near)}.\n"
         )
         parts.append("![steps to result](plots/steps_to_result.png)\n")
-    parts.append(noise_report.budget_noise_section(tables, out_dir, divergence))  # issue 15
+    parts.append(budget_noise_section(tables, out_dir, divergence))
     if tables["provenance"]:
-        parts.append(report.provenance_line(tables["provenance"]) + "\n")
+        parts.append(provenance_line(tables["provenance"]) + "\n")
+    return "\n".join(parts)
+
+
+def budget_noise_section(
+    tables: Mapping[str, Any], out_dir: Path, divergence: Divergence | None = None
+) -> str:
+    """The budgets.md section: per budget, B_simple beside each method's largest batch keeping
+    the band; per method, its largest batch near perfect scaling and the critical batch fitted to
+    its steps-to-result points (the budget report's ``tables``). Records are judged by the
+    ``divergence`` rule on read, as everywhere in the report."""
+    base = tables["base_batch_size"]
+    methods = tables["methods"]
+    rows = []
+    unmeasured = []
+    for budget in tables["budgets"]:
+        folder = Path(out_dir) / budget["folder"]
+        records = [item.record for item in read_record_files(folder, divergence)]
+        by_batch = noise_by_batch(records)
+        source = estimate_source(by_batch, base)
+        noise = by_batch[source] if source is not None else {}
+        if source is None:
+            unmeasured.append(f"{budget['epochs']:g}")
+        band = tolerance_band(records, base, budget["band"]["floor"])
+        points = breaking_points(records, band)
+        run_methods = {record["method"] for record in records}
+        rows.append(
+            [
+                f"{budget['epochs']:g}",
+                f"{format_noise(noise.get('at_target'))} / {format_noise(noise.get('at_end'))}"
+                + (f" (b{source})" if source is not None else ""),
+                *[
+                    str((points.get(method) or {}).get("largest_kept") or "none")
+                    if method in run_methods
+                    else "not run"
+                    for method in methods
+                ],
+            ]
+        )
+    parts = [
+        "## Gradient noise scale and the breaking point\n",
+        "B_simple (McCandlish et al. 2018, arXiv 1812.06162, Sections 2.2-2.3; the records' "
+        "`noise_*` curves) when the runs first reached the target / at their end, median over "
+        "the runs of the base batch (or of the smallest batch that measured it, named), beside "
+        "each method's largest batch up to which every batch keeps that budget's base band:\n",
+        tabulate(
+            rows,
+            headers=["E", "B_simple at target / end", *methods],
+            tablefmt="github",
+            disable_numparse=True,
+        )
+        + "\n",
+    ]
+    if unmeasured:
+        parts.append(
+            f"No run at E = {', '.join(unmeasured)} recorded a noise estimate (—): its records "
+            "predate the noise probe, or every step had one gradient size (one process, no "
+            "accumulation).\n"
+        )
+    fitted = []
+    for method in methods:
+        points = [
+            (batch, tables["steps_to_target"][f"{method}@{batch}"]["steps"])
+            for batch in tables["batch_sizes"]
+            if f"{method}@{batch}" in tables["steps_to_target"]
+        ]
+        critical = fit_critical_batch(points)
+        near = tables["scaling"][method]["largest_batch_near_perfect"]
+        fitted.append([method, near or "none", format_noise(critical), len(points)])
+    parts.append(
+        f"From the steps-to-result table: each method's largest batch within "
+        f"{PERFECT_SCALING_SLACK:g}x of perfect scaling, and B_crit fitted to its (batch, steps) "
+        "points by S = S_min (1 + B_crit / B) (Section 2.3; least squares on relative error; "
+        "needs 2 batches):\n"
+    )
+    parts.append(
+        tabulate(
+            fitted,
+            headers=["method", "near perfect scaling up to", "fitted B_crit", "batches"],
+            tablefmt="github",
+            disable_numparse=True,
+        )
+        + "\n"
+    )
     return "\n".join(parts)
 
 
@@ -370,7 +490,7 @@ def plot_steps_to_result(tables: Mapping[str, Any], path: Path) -> Path:
     return path
 
 
-def write_budget_report(out_dir: Path, experiment: Experiment) -> dict[str, Path]:
+def write_budget_report(out_dir: Path, experiment: BudgetedExperiment) -> dict[str, Path]:
     """Write budgets.md, budgets.json and plots/steps_to_result.png from the budget folders."""
     out_dir = Path(out_dir)
     tables = budget_tables(out_dir, experiment)

@@ -3,16 +3,14 @@
 McCandlish et al. 2018 ("An Empirical Model of Large-Batch Training", arXiv 1812.06162) predict
 the critical batch, beyond which doubling the batch saves few steps, by the simple noise scale
 B_simple (Sections 2.2-2.3). The trainer records B_simple in each run's curves
-(``noise_probe.py``); a sweep measures where each scaling method stops keeping the base band. This
-module puts the two side by side, from the records alone, so a reader sees whether the estimate
-predicted the breaking point:
+(``run/noise_probe.py``); a sweep measures where each scaling method stops keeping the base band.
+This module puts the two side by side, from the records alone, so a reader sees whether the
+estimate predicted the breaking point:
 
 - ``noise_section``: for one sweep folder (tables.md), B_simple per batch (when each run reached
   the time-to-target value, at its end, and pooled over the run), and per method the largest
   batch up to which every batch keeps the base band;
-- ``budget_noise_section``: for a budget sweep (budgets.md), B_simple per budget beside each
-  method's largest batch near perfect scaling and the critical batch fitted to its
-  steps-to-result points by S = S_min (1 + B_crit / B) (``date.advise.fit_critical_batch``).
+- the helpers the budget report's noise section reads (``budgets.budget_noise_section``).
 """
 
 from __future__ import annotations
@@ -20,17 +18,13 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
 
-from date.advise import fit_critical_batch
 from date.noise import pooled_noise_scale
 
-from .. import report
-from ..core.divergence import Divergence
-from .budgets import PERFECT_SCALING_SLACK, keeps_band
+from .band import ToleranceBand, keeps_band
 
 CURVES = ("noise_grad_sq", "noise_trace", "noise_scale")
 NOT_MEASURED = "—"
@@ -79,7 +73,7 @@ def _median(values: Sequence[float | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
-def _fmt(value: float | None) -> str:
+def format_noise(value: float | None) -> str:
     return NOT_MEASURED if value is None else f"{value:.4g}"
 
 
@@ -109,7 +103,7 @@ def noise_by_batch(records: Sequence[Mapping[str, Any]]) -> dict[int, dict[str, 
 
 
 def breaking_points(
-    records: Sequence[Mapping[str, Any]], band: report.ToleranceBand
+    records: Sequence[Mapping[str, Any]], band: ToleranceBand
 ) -> dict[str, dict[str, int | None]]:
     """Per method: the largest batch up to which every batch of the sweep keeps the base band,
     and the first batch that does not (None: every batch run keeps it, or none was run)."""
@@ -142,7 +136,7 @@ def suggested_batch(noise_scale: float | None, base_batch: int) -> int | None:
     return batch
 
 
-def _estimate_source(by_batch: Mapping[int, Mapping[str, Any]], base: int) -> int | None:
+def estimate_source(by_batch: Mapping[int, Mapping[str, Any]], base: int) -> int | None:
     """The batch whose runs give the sweep's estimate: the base batch if it was measured (the
     advisor's setting), else the smallest measured batch."""
     if base in by_batch:
@@ -150,7 +144,7 @@ def _estimate_source(by_batch: Mapping[int, Mapping[str, Any]], base: int) -> in
     return min(by_batch) if by_batch else None
 
 
-def noise_section(records: Sequence[Mapping[str, Any]], band: report.ToleranceBand) -> str:
+def noise_section(records: Sequence[Mapping[str, Any]], band: ToleranceBand) -> str:
     """The tables.md section: the measured noise scale beside each method's breaking point."""
     base = band.base_batch_size
     by_batch = noise_by_batch(records)
@@ -171,9 +165,9 @@ def noise_section(records: Sequence[Mapping[str, Any]], band: report.ToleranceBa
                 batch,
                 f"{batch / base:g}",
                 row["runs"],
-                _fmt(row["at_target"]),
-                _fmt(row["at_end"]),
-                _fmt(row["pooled"]),
+                format_noise(row["at_target"]),
+                format_noise(row["at_end"]),
+                format_noise(row["pooled"]),
                 ", ".join(f"{small}/{big}" for small, big in row["sizes"]),
             ]
             for batch, row in by_batch.items()
@@ -189,14 +183,15 @@ def noise_section(records: Sequence[Mapping[str, Any]], band: report.ToleranceBa
             "run.micro_batch_size=...`) or on several ranks records it; `reproduce/advise.py` "
             "trains such a run at the base batch.\n"
         )
-    source = _estimate_source(by_batch, base)
+    source = estimate_source(by_batch, base)
     if source is not None:
         row = by_batch[source]
         estimate = row["at_target"] if row["at_target"] is not None else row["at_end"]
         which = "at target" if row["at_target"] is not None else "at end"
         parts.append(
-            f"\nEstimate from the runs at batch {source} ({which}): B_crit ~ {_fmt(estimate)}, "
-            f"so the advisor would suggest batch {suggested_batch(estimate, base) or NOT_MEASURED}"
+            f"\nEstimate from the runs at batch {source} ({which}): B_crit ~ "
+            f"{format_noise(estimate)}, so the advisor would suggest batch "
+            f"{suggested_batch(estimate, base) or NOT_MEASURED}"
             f" (the largest {base} x 2^n not above it).\n"
         )
     if band.mean is None:
@@ -218,86 +213,3 @@ def noise_section(records: Sequence[Mapping[str, Any]], band: report.ToleranceBa
     headers = ["method", "largest batch keeping the band", "first batch missing it"]
     parts.append(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
     return "".join(parts)
-
-
-def budget_noise_section(
-    tables: Mapping[str, Any], out_dir: Path, divergence: Divergence | None = None
-) -> str:
-    """The budgets.md section: per budget, B_simple beside each method's largest batch keeping
-    the band; per method, its largest batch near perfect scaling and the critical batch fitted to
-    its steps-to-result points (the budget report's ``tables``). Records are judged by the
-    ``divergence`` rule on read, as everywhere in the report."""
-    base = tables["base_batch_size"]
-    methods = tables["methods"]
-    rows = []
-    unmeasured = []
-    for budget in tables["budgets"]:
-        folder = Path(out_dir) / budget["folder"]
-        records = [item.record for item in report.read_record_files(folder, divergence)]
-        by_batch = noise_by_batch(records)
-        source = _estimate_source(by_batch, base)
-        noise = by_batch[source] if source is not None else {}
-        if source is None:
-            unmeasured.append(f"{budget['epochs']:g}")
-        band = report.tolerance_band(records, base, budget["band"]["floor"])
-        points = breaking_points(records, band)
-        run_methods = {record["method"] for record in records}
-        rows.append(
-            [
-                f"{budget['epochs']:g}",
-                f"{_fmt(noise.get('at_target'))} / {_fmt(noise.get('at_end'))}"
-                + (f" (b{source})" if source is not None else ""),
-                *[
-                    str((points.get(method) or {}).get("largest_kept") or "none")
-                    if method in run_methods
-                    else "not run"
-                    for method in methods
-                ],
-            ]
-        )
-    parts = [
-        "## Gradient noise scale and the breaking point\n",
-        "B_simple (McCandlish et al. 2018, arXiv 1812.06162, Sections 2.2-2.3; the records' "
-        "`noise_*` curves) when the runs first reached the target / at their end, median over "
-        "the runs of the base batch (or of the smallest batch that measured it, named), beside "
-        "each method's largest batch up to which every batch keeps that budget's base band:\n",
-        tabulate(
-            rows,
-            headers=["E", "B_simple at target / end", *methods],
-            tablefmt="github",
-            disable_numparse=True,
-        )
-        + "\n",
-    ]
-    if unmeasured:
-        parts.append(
-            f"No run at E = {', '.join(unmeasured)} recorded a noise estimate (—): its records "
-            "predate the noise probe, or every step had one gradient size (one process, no "
-            "accumulation).\n"
-        )
-    fitted = []
-    for method in methods:
-        points = [
-            (batch, tables["steps_to_target"][f"{method}@{batch}"]["steps"])
-            for batch in tables["batch_sizes"]
-            if f"{method}@{batch}" in tables["steps_to_target"]
-        ]
-        critical = fit_critical_batch(points)
-        near = tables["scaling"][method]["largest_batch_near_perfect"]
-        fitted.append([method, near or "none", _fmt(critical), len(points)])
-    parts.append(
-        f"From the steps-to-result table: each method's largest batch within "
-        f"{PERFECT_SCALING_SLACK:g}x of perfect scaling, and B_crit fitted to its (batch, steps) "
-        "points by S = S_min (1 + B_crit / B) (Section 2.3; least squares on relative error; "
-        "needs 2 batches):\n"
-    )
-    parts.append(
-        tabulate(
-            fitted,
-            headers=["method", "near perfect scaling up to", "fitted B_crit", "batches"],
-            tablefmt="github",
-            disable_numparse=True,
-        )
-        + "\n"
-    )
-    return "\n".join(parts)

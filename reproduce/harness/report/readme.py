@@ -16,9 +16,14 @@ from typing import Any
 
 from tabulate import tabulate
 
-from .. import report
 from .claim_answers import CLAIM_ANSWERS_BEGIN, CLAIM_ANSWERS_END, claim_answers_section
 from .first_contact import FIRST_CONTACT_BEGIN, FIRST_CONTACT_END, first_contact_section
+from .formatting import markdown_text
+from .paper_verdicts import judged_headline, ours_cell, target_cell, verdict_cell
+from .plan_coverage import coverage_markdown
+from .record_files import read_record_files
+from .run_provenance import provenance, provenance_line
+from .writer import REPORT_FILES
 
 README_BEGIN = "<!-- results:begin -->"
 README_END = "<!-- results:end -->"
@@ -67,12 +72,12 @@ def _section(text: str, heading_prefix: str) -> tuple[str, str]:
 def _generated(folder: Path) -> tuple[dict[str, Any], dict[str, Any], str]:
     """summary.json, paper_diff.json and tables.md of ``folder``, checked against its records."""
     try:
-        summary = json.loads((folder / report.REPORT_FILES["summary"]).read_text("utf-8"))
-        diff = json.loads((folder / report.REPORT_FILES["paper_diff_json"]).read_text("utf-8"))
-        tables = (folder / report.REPORT_FILES["tables"]).read_text("utf-8")
+        summary = json.loads((folder / REPORT_FILES["summary"]).read_text("utf-8"))
+        diff = json.loads((folder / REPORT_FILES["paper_diff_json"]).read_text("utf-8"))
+        tables = (folder / REPORT_FILES["tables"]).read_text("utf-8")
     except FileNotFoundError as error:
         raise StaleReport(f"{folder}: generated file missing ({error.filename})") from None
-    current = report.provenance(report.read_record_files(folder))["records_sha256"]
+    current = provenance(read_record_files(folder))["records_sha256"]
     if summary["provenance"]["records_sha256"] != current:
         raise StaleReport(f"{folder}: its generated files are older than its run records")
     return summary, diff, tables
@@ -85,17 +90,17 @@ def _uncompared(row: dict[str, Any]) -> bool:
 
 def _folder_section(folder: Path, link: str) -> str:
     summary, diff, tables = _generated(folder)
-    provenance = summary["provenance"]
+    origin = summary["provenance"]
     heading, metric_table = _section(tables, "## Final test ")
     rows = [
         [
             row["kind"],
-            report.markdown_text(row["what"]),
+            markdown_text(row["what"]),
             str(row["batch_size"]),
-            report.markdown_text(row["method"]),
-            report.target_cell(row),
-            report.ours_cell(row),
-            report.verdict_cell(row),
+            markdown_text(row["method"]),
+            target_cell(row),
+            ours_cell(row),
+            verdict_cell(row),
         ]
         for row in diff["rows"]
         if row["kind"] in ("target", "claim") and not _uncompared(row)
@@ -126,9 +131,7 @@ def _folder_section(folder: Path, link: str) -> str:
     )
     proxy = summary.get("proxy")
     proxy_lines = [f"**{proxy['label'].capitalize()}**: {proxy['setting']}.", ""] if proxy else []
-    headline = report.judged_headline(
-        summary["paper_diff"]["verdicts"], proxy["label"] if proxy else None
-    )
+    headline = judged_headline(summary["paper_diff"]["verdicts"], proxy["label"] if proxy else None)
     return "\n".join(
         [
             f"### {summary['experiment']} / {summary['preset']}",
@@ -139,7 +142,7 @@ def _folder_section(folder: Path, link: str) -> str:
             metric_table,
             "",
             *(
-                [report.coverage_markdown(summary["coverage"], provenance["device_names"]), ""]
+                [coverage_markdown(summary["coverage"], origin["device_names"]), ""]
                 if summary.get("coverage")
                 else []
             ),
@@ -149,7 +152,7 @@ def _folder_section(folder: Path, link: str) -> str:
             "",
             f"Files: {files}",
             "",
-            report.provenance_line(provenance),
+            provenance_line(origin),
         ]
     )
 
@@ -175,7 +178,7 @@ def _budget_section(root: Path, link: str) -> str:
     claim_heading, claim = _section(text, "## The claim")
     _, steps = _section(text, "## Steps to result")
     steps = steps.replace("](plots/", f"]({link}/plots/")
-    provenance = tables["provenance"]
+    origin = tables["provenance"]
     budgets = ", ".join(
         f"[E = {b['epochs']:g}]({link}/{b['folder']}/tables.md)" for b in tables["budgets"]
     )
@@ -194,7 +197,7 @@ def _budget_section(root: Path, link: str) -> str:
             "",
             f"Per budget: {budgets}.",
             "",
-            report.provenance_line(provenance),
+            provenance_line(origin),
         ]
     )
 
@@ -260,10 +263,10 @@ def claims_section(results_root: Path, details: str = "docs/results.md") -> str:
         rows += [
             [
                 where,
-                report.markdown_text(row["what"]),
-                report.target_cell(row),
-                report.ours_cell(row),
-                report.verdict_cell(row),
+                markdown_text(row["what"]),
+                target_cell(row),
+                ours_cell(row),
+                verdict_cell(row),
             ]
             for row in diff["rows"]
             if row["kind"] == "claim"

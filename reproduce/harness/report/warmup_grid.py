@@ -17,10 +17,12 @@ from typing import Any
 
 from tabulate import tabulate
 
-from .. import report
 from ..core.divergence import Divergence
 from ..core.io import atomic_write_json, atomic_write_text
 from ..core.targets import meets
+from .band import ToleranceBand, tolerance_band
+from .record_files import read_record_files, sweep_info
+from .run_provenance import provenance, provenance_line
 
 REPORT_COMMAND = "python reproduce/report.py {root}"
 
@@ -58,9 +60,9 @@ def grid_tables(
     folders = grid_folders(root)
     if not folders:
         raise ValueError(f"{root}: no lr=*/*/runs folders of records")
-    files = [item for folder in folders for item in report.read_record_files(folder, divergence)]
+    files = [item for folder in folders for item in read_record_files(folder, divergence)]
     records = [item.record for item in files]
-    info = report.sweep_info(records)
+    info = sweep_info(records)
     base_batch = info.base_batch_size
     epochs = sorted({record["recipe"]["epochs"] for record in records})
     if len(epochs) != 1:
@@ -85,7 +87,7 @@ def grid_tables(
     rows = []
     for lr in lrs:
         lr_base = [r for r in base_runs if r["recipe"]["lr"] == lr]
-        band = report.tolerance_band(lr_base, base_batch, band_floor) if lr_base else None
+        band = tolerance_band(lr_base, base_batch, band_floor) if lr_base else None
         cells = {}
         for warmup in warmups:
             runs = sorted(
@@ -122,12 +124,12 @@ def grid_tables(
             for warmup in warmups
         ],
         "rows": rows,
-        "provenance": report.provenance(files),
+        "provenance": provenance(files),
     }
 
 
 def _cell(
-    runs: Sequence[Mapping[str, Any]], band: report.ToleranceBand | None, metric: str
+    runs: Sequence[Mapping[str, Any]], band: ToleranceBand | None, metric: str
 ) -> dict[str, Any]:
     """One cell: its seeds' values (None for a diverged seed), their mean over ok seeds, and
     whether it keeps the band (every seed ok and the mean within it; None if not decidable)."""
@@ -194,7 +196,7 @@ def grid_markdown(tables: Mapping[str, Any], command: str) -> str:
         tabulate(rows, headers=headers, tablefmt="github") + "\n",
     ]
     if tables["provenance"]:
-        parts.append(report.provenance_line(tables["provenance"]) + "\n")
+        parts.append(provenance_line(tables["provenance"]) + "\n")
     return "\n".join(parts)
 
 

@@ -14,6 +14,7 @@ from ..core.targets import Claim, Target
 from .aggregation import aggregate
 from .band import tolerance_band
 from .formatting import direction_text
+from .noise import noise_section
 from .paper_verdicts import missed_verified, paper_diff, paper_diff_markdown, verdict_counts
 from .plan_coverage import PlannedRun, coverage, coverage_markdown
 from .plots import plot_learning_curves, plot_lr_schedules, plot_metric_vs_batch
@@ -89,9 +90,6 @@ def write_report(
     found_targets = time_targets(records)
     divergences = divergence_notes(records)
     texts: dict[str, str] = {}
-    # issue 15: the noise scale beside the breaking points; imported here (it imports this package)
-    from .noise import noise_section
-
     texts["tables"] = (
         _header(info, "results")
         + head

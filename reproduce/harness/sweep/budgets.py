@@ -1,4 +1,4 @@
-"""The epoch budget as a measured axis (issue 12): the batch x method sweep repeated at several
+"""The epoch budget as a measured axis: the batch x method sweep repeated at several
 epoch budgets E, each with its base recipe tuned at the base batch for that E.
 
 Public uses of LEGW/DATE keep the epoch budget fixed across batch sizes (paper-facts.md), so a
@@ -11,7 +11,8 @@ the budget. Here, for each E on the preset's grid:
 2. the sweep runs at E with that base recipe, scaled by every method with no re-tuning.
 
 Each budget is an ordinary results folder (``OUT/E{E}``, with its own tables and paper diff);
-``budget_report`` then reads them all (steps to result, the claim per budget).
+the budget report (``report/budgets.py``) then reads them all (steps to result, the claim per
+budget).
 """
 
 from __future__ import annotations
@@ -146,18 +147,6 @@ def tuning_point_specs(spec: SweepSpec, epochs: float) -> list[SweepSpec]:
         tuning_point_spec(tuning_spec(spec, epochs), point)
         for point in grid_points(tuning_grid(spec))
     ]
-
-
-def recorded_budgets(out_dir: Path) -> list[tuple[float, Path]]:
-    """(E, folder) of every budget folder under ``out_dir`` holding run records, by E."""
-    found = []
-    for folder in Path(out_dir).glob("E*"):
-        if (folder / "runs").is_dir() and any((folder / "runs").glob("*.json")):
-            try:
-                found.append((float(folder.name[1:]), folder))
-            except ValueError:
-                continue
-    return sorted(found)
 
 
 def budget_of_record(record: Mapping[str, Any]) -> float:
