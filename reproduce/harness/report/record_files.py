@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core.divergence import Divergence, apply_on_read
+from ..core.records import SCHEMA_VERSION
 
-SCHEMA_VERSION = 1
 RUN_STATUSES = ("ok", "diverged")
 
 # Field -> accepted JSON types. Only the fields this module reads are required; a record missing

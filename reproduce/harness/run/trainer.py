@@ -25,7 +25,6 @@ from tqdm import tqdm
 from date import DateScheduler, Recipe, build_optimizer, total_steps
 
 from ..core.divergence import divergence_check, final_metric_check
-from ..core.records import REPO_ROOT
 from ..core.targets import meets
 from .checkpoint import (
     CheckpointPolicy,
@@ -37,6 +36,7 @@ from .devices import Device
 from .distributed import DistributedContext
 from .experiment import Batch, DataBundle, Experiment
 from .noise_probe import NoiseProbe
+from .provenance import REPO_ROOT
 
 EVAL_BATCH_SIZE = 1024
 PRECISIONS = ("fp32", "bf16")

@@ -33,9 +33,9 @@ from tabulate import tabulate
 from date import Recipe
 
 from ..core.io import atomic_write_json
-from ..core.records import REPO_ROOT, git_state
 from ..run.devices import cpu_model, resolve_device
 from ..run.experiment import DataBundle, Experiment
+from ..run.provenance import REPO_ROOT, git_state
 from ..run.registry import experiments
 from ..run.trainer import train
 

@@ -23,18 +23,12 @@ from date import Recipe
 
 from .. import report
 from ..core.io import atomic_write_json, remove_stale_temporaries
-from ..core.records import (
-    SCHEMA_VERSION,
-    config_key,
-    environment,
-    git_state,
-    read_record,
-    record_name,
-)
+from ..core.records import SCHEMA_VERSION, read_record, record_name
 from ..run.checkpoint import CheckpointPolicy, CorruptCheckpoint, load_checkpoint, set_aside
 from ..run.devices import Device, resolve_device
 from ..run.distributed import DistributedContext, init_distributed
 from ..run.experiment import DataBundle, Experiment, TrainData, proxy_record
+from ..run.provenance import config_key, environment, git_state
 from ..run.trainer import (
     EVALUATION_FAILED,
     RunResult,
