@@ -8,7 +8,7 @@ from pathlib import Path
 # Face ``datasets`` package: the repository root takes its place.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from reproduce.harness.cli.advise import main_advise  # noqa: E402 (after the path is set)
+from reproduce.harness.cli.advise import main  # noqa: E402 (after the path is set)
 
 if __name__ == "__main__":
-    sys.exit(main_advise())
+    sys.exit(main())

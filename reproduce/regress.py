@@ -8,7 +8,7 @@ from pathlib import Path
 # Face ``datasets`` package: the repository root takes its place.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from reproduce.harness.sweep.regression import main  # noqa: E402 (after the path is set)
+from reproduce.harness.cli.regress import main  # noqa: E402 (after the path is set)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,7 +12,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Run as a script: make the repository importable without installing it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reproduce.harness.sweep.warmup_grid import main
+from reproduce.harness.cli.warmup_grid import main
 
 if __name__ == "__main__":
     sys.exit(main())

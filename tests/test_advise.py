@@ -16,10 +16,11 @@ import date
 from date import Recipe, advise, fit_critical_batch, format_advice, noise_from_record
 from date.__main__ import main
 from date.advise import examples_ratio, step_speedup
-from reproduce.harness.cli.advise import default_micro_batch, main_advise
+from reproduce.harness.cli.advise import main as main_advise
 from reproduce.harness.report import budgets as budget_report
 from reproduce.harness.report import noise as noise_report
 from reproduce.harness.report import tolerance_band, write_report
+from reproduce.harness.sweep.advice import default_micro_batch
 
 MNIST = Recipe(batch_size=128, lr=0.1, epochs=10, warmup_epochs=0.0625)
 ADVISE = ["advise", "--lr", "0.1", "--batch-size", "128", "--epochs", "10"]
@@ -195,8 +196,8 @@ def test_a_budget_too_short_for_the_presets_largest_warmup_still_gets_its_report
     """--set epochs=0.25 at batch 32 alone is a valid run, while the smoke preset's DATE run at
     128 is not (warmup 0.5 epochs): the report skips the coverage check instead of failing after
     training (as reproduce/advise.py's shortened budgets would)."""
+    from reproduce.harness.cli.report import main as main_report
     from reproduce.harness.cli.run import main as run_main
-    from reproduce.harness.cli.run import main_report
 
     out = tmp_path / "short"
     argv = ["mnist_lstm", "--preset", "smoke", "--methods", "date", "--batch-sizes", "32"]

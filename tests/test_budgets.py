@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from reproduce.harness.cli.run import main, main_report
+from reproduce.harness.cli.report import main as main_report
+from reproduce.harness.cli.run import main
 from reproduce.harness.core.targets import Claim, Target
 from reproduce.harness.report import budgets as budget_report
 from reproduce.harness.report.band import ToleranceBand, keeps_band
@@ -177,7 +178,8 @@ def test_every_budget_preset_fits_its_warmups():
         if preset is None:
             continue
         assert isinstance(experiment.time_to_target, Target)
-        from reproduce.harness.sweep.running import SweepSpec, plan_runs
+        from reproduce.harness.sweep.planning import plan_runs
+        from reproduce.harness.sweep.spec import SweepSpec
 
         for epochs in preset.budgets:
             spec = SweepSpec(
@@ -238,7 +240,7 @@ def test_a_longer_budget_stretches_the_schedule_in_time():
     (mnist) needs nothing but the epochs."""
     import date
     from reproduce.harness.sweep.budgets import stretched
-    from reproduce.harness.sweep.running import SweepSpec
+    from reproduce.harness.sweep.spec import SweepSpec
 
     ptb = experiments()["ptb_small"]
     spec = SweepSpec(ptb, "full", ("date",), (20,), seeds=1)

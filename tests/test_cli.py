@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from reproduce.harness.cli.run import build_parser, main
+from reproduce.harness.cli.arguments import build_parser
+from reproduce.harness.cli.run import main
 from reproduce.harness.run.registry import experiments
 
 REPO = Path(__file__).resolve().parents[1]

@@ -79,7 +79,7 @@ def every_key(name: str) -> dict[str, str]:
 
 def preset_value(name: str, preset: str, key: str) -> Any:
     """The value ``preset`` runs ``key`` at."""
-    from reproduce.harness.sweep.running import RunSettings
+    from reproduce.harness.run.settings import RunSettings
 
     experiment = experiments()[name]
     settings_of = experiment.presets[preset]

@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from date import Recipe
-from reproduce.harness.cli.run import build_parser, build_spec, main
+from reproduce.harness.cli.arguments import build_parser, build_spec
+from reproduce.harness.cli.run import main
 from reproduce.harness.run.experiment import Batch
 from reproduce.harness.run.registry import experiments
-from reproduce.harness.sweep.running import RunSettings
+from reproduce.harness.run.settings import RunSettings
 
 SMOKE_BATCH = {
     "mnist_lstm": 32,

@@ -14,12 +14,13 @@ from torch import nn
 
 import date
 from reproduce.datasets import imagenet
-from reproduce.harness.cli.run import build_parser, build_spec, main
+from reproduce.harness.cli.arguments import build_parser, build_spec
+from reproduce.harness.cli.run import main
 from reproduce.harness.run.devices import resolve_device
 from reproduce.harness.run.experiment import Batch
 from reproduce.harness.run.registry import get_experiment
 from reproduce.harness.run.trainer import accumulate_gradients
-from reproduce.harness.sweep.running import plan_runs, run_key
+from reproduce.harness.sweep.planning import plan_runs, run_key
 from reproduce.imagenet_resnet50 import experiment as definition
 from reproduce.imagenet_resnet50.model import model_inputs
 

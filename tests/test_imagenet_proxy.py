@@ -18,12 +18,13 @@ from test_report import make_record, write_records
 from reproduce.datasets.integrity import DataError
 from reproduce.datasets.mnist import load_mnist
 from reproduce.harness import report
-from reproduce.harness.cli.run import build_parser, build_spec, main
+from reproduce.harness.cli.arguments import build_parser, build_spec
+from reproduce.harness.cli.run import main
 from reproduce.harness.report import job_summary, sweep_info
 from reproduce.harness.report.readme import readme_results_section
 from reproduce.harness.run.experiment import PROXY_LABEL
 from reproduce.harness.run.registry import get_experiment
-from reproduce.harness.sweep.running import plan_runs
+from reproduce.harness.sweep.planning import plan_runs
 from reproduce.imagenet_resnet50 import digits
 from reproduce.imagenet_resnet50 import experiment as definition
 

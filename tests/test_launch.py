@@ -17,12 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from reproduce.harness.cli.run import build_parser, build_spec, main, main_tune
+from reproduce.harness.cli.arguments import build_parser, build_spec
+from reproduce.harness.cli.reports import REPORTS
+from reproduce.harness.cli.run import main
+from reproduce.harness.cli.tune import main as main_tune
 from reproduce.harness.run.registry import experiments
 from reproduce.harness.sweep import launch
 from reproduce.harness.sweep.claims import Claim
 from reproduce.harness.sweep.launch import Engine, LaunchSettings, launch_sweep, run_job
-from reproduce.harness.sweep.running import SweepProgress, SweepSpec, plan_runs, shard_runs
+from reproduce.harness.sweep.planning import plan_runs, shard_runs
+from reproduce.harness.sweep.progress import SweepProgress
+from reproduce.harness.sweep.spec import SweepSpec
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = ["mnist_lstm", "--preset", "smoke", "--quiet"]
@@ -217,7 +222,11 @@ def test_a_budget_preset_runs_its_tuning_then_its_sweep_as_jobs(tmp_path, monkey
     spec = build_spec(build_parser().parse_args(argv), argv)
     lines: list[str] = []
     result = launch_sweep(
-        spec, LaunchSettings("local", max_parallel=2), lines.append, lambda *a: InProcessEngine()
+        spec,
+        LaunchSettings("local", max_parallel=2),
+        lines.append,
+        lambda *a: InProcessEngine(),
+        reports=REPORTS,
     )
     assert result.failed == {}
     phase_one = lines.index("phase 1 of 2: tuning runs of every budget (2 grid points)")

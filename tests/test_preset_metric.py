@@ -9,9 +9,11 @@ import json
 
 import pytest
 
+from reproduce.harness.cli.reports import REPORTS
 from reproduce.harness.run.experiment import Preset
 from reproduce.harness.run.registry import get_experiment
-from reproduce.harness.sweep.running import SweepSpec, run_sweep
+from reproduce.harness.sweep.running import run_sweep
+from reproduce.harness.sweep.spec import SweepSpec
 
 
 def test_a_preset_judged_by_its_own_metric_records_it_and_sets_claims_aside(tmp_path):
@@ -40,7 +42,7 @@ def test_a_preset_judged_by_its_own_metric_records_it_and_sets_claims_aside(tmp_
         out_dir=tmp_path,
         progress=False,
     )
-    run_sweep(spec, log=lambda message: None)
+    run_sweep(spec, log=lambda message: None, reports=REPORTS)
     record = json.loads((tmp_path / "runs" / f"date_b{batch}_s0.json").read_text())
     assert (record["primary_metric"], record["mode"]) == ("loss", "min")
     assert record["experiment_info"] == {"batch_seen": batch, "train": record["data"]["train"]}

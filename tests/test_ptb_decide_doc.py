@@ -11,9 +11,9 @@ import re
 import shlex
 from pathlib import Path
 
-from reproduce.harness.cli.run import build_parser, build_spec
+from reproduce.harness.cli.arguments import build_parser, build_spec
 from reproduce.harness.sweep.budgets import budget_folder, stretched
-from reproduce.harness.sweep.running import plan_runs
+from reproduce.harness.sweep.planning import plan_runs
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "results" / "ptb_small" / "README.md"

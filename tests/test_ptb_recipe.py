@@ -14,7 +14,8 @@ from reproduce.harness.run.devices import resolve_device
 from reproduce.harness.run.experiment import Batch
 from reproduce.harness.run.registry import get_experiment
 from reproduce.harness.run.trainer import accumulate_gradients
-from reproduce.harness.sweep.running import SweepSpec, plan_runs
+from reproduce.harness.sweep.planning import plan_runs
+from reproduce.harness.sweep.spec import SweepSpec
 from reproduce.ptb_small import experiment as small_module
 from reproduce.ptb_small.data import BPTTStream
 

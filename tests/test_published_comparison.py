@@ -10,7 +10,8 @@ import pytest
 from test_report import BASE, CLAIMS, TARGETS, make_record, sweep, write_records
 
 from reproduce.harness import report
-from reproduce.harness.cli.run import build_parser, build_spec, end_of_job_lines
+from reproduce.harness.cli.arguments import build_parser, build_spec
+from reproduce.harness.cli.reports import end_of_job_lines
 from reproduce.harness.report.published import compare_with_published, comparison_lines
 
 
@@ -47,7 +48,7 @@ def test_each_cell_is_judged_against_the_published_band(tmp_path):
 def test_a_users_run_goes_to_runs_and_ends_with_the_comparison(tmp_path, monkeypatch):
     """Without --out the sweep writes runs/EXPERIMENT/PRESET (never results/), and the end of the
     job compares with results/EXPERIMENT/PRESET when that folder has published records."""
-    from reproduce.harness.cli import run as cli
+    from reproduce.harness.cli import reports as cli
 
     argv = ["mnist_lstm", "--preset", "quick"]
     spec = build_spec(build_parser().parse_args(argv), argv)

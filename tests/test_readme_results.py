@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from test_report import make_record, write_records
 
-from reproduce.harness.cli.run import main, main_report
+from reproduce.harness.cli.report import main as main_report
+from reproduce.harness.cli.run import main
 from reproduce.harness.report.readme import (
     CLAIMS_BEGIN,
     README_BEGIN,

@@ -1,6 +1,6 @@
 """Accuracy regression: every registered experiment's short fixed-seed run still gives the loss
 curve and final metric stored in tests/expectations/<experiment>.json, within tolerances measured
-from the seed-to-seed spread (reproduce/harness/regression.py). Regenerate on purpose with
+from the seed-to-seed spread (reproduce/harness/sweep/regression.py). Regenerate on purpose with
 `python reproduce/regress.py --update [EXPERIMENT ...]`."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from reproduce.harness.cli.regress import main as regress_main
 from reproduce.harness.run.registry import experiments, get_experiment
-from reproduce.harness.sweep import regression
 from reproduce.harness.sweep.regression import (
     EXPECTATIONS_DIR,
     K_SIGMA,
@@ -126,14 +126,14 @@ def test_a_halved_learning_rate_is_detected():
 
 
 def test_cli_check_fails_on_a_missing_file_and_names_the_command(tmp_path, capsys):
-    assert regression.main(["mnist_lstm", "--expectations", str(tmp_path)]) == 1
+    assert regress_main(["mnist_lstm", "--expectations", str(tmp_path)]) == 1
     captured = capsys.readouterr()
     assert "no expectation file" in captured.out
     assert "python reproduce/regress.py --update mnist_lstm" in captured.err
 
 
 def test_cli_rejects_an_unknown_experiment(capsys):
-    assert regression.main(["no_such_experiment"]) == 2
+    assert regress_main(["no_such_experiment"]) == 2
     assert f"valid: {', '.join(experiments())}" in capsys.readouterr().err
 
 

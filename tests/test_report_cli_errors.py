@@ -14,7 +14,8 @@ from test_readme_results import mnist_sweep
 from test_report import write_records
 
 from reproduce.harness import report
-from reproduce.harness.cli.run import USAGE_ERROR, main_report
+from reproduce.harness.cli.arguments import USAGE_ERROR
+from reproduce.harness.cli.report import main as main_report
 from reproduce.harness.core.targets import Target
 
 

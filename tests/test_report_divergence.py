@@ -242,7 +242,7 @@ def test_the_report_command_judges_committed_old_records_by_the_experiments_rule
 ) -> None:
     """`reproduce/report.py` on a folder of old ptb_small records (status ok, perplexity in the
     millions, written before the final-metric rule) shows that run as diverged."""
-    from reproduce.harness.cli.run import main_report
+    from reproduce.harness.cli.report import main as main_report
 
     committed = Path(__file__).resolve().parents[1] / "results" / "ptb_small" / "quick" / "runs"
     runs = tmp_path / "quick" / "runs"

@@ -10,7 +10,7 @@ from test_readme_results import mnist_record, readme_with_markers, report_args
 from test_report import CLAIMS, TARGETS, sweep, write_records
 
 from reproduce.harness import report
-from reproduce.harness.cli.run import main_report
+from reproduce.harness.cli.report import main as main_report
 from reproduce.harness.core.targets import Claim
 
 

@@ -24,7 +24,7 @@ from matplotlib.image import imread
 from test_readme_results import REPO, tracked_results
 
 from reproduce.harness import report
-from reproduce.harness.cli.run import main_report
+from reproduce.harness.cli.report import main as main_report
 
 #: Results folders: a sweep's, a budget sweep's budgets, a warmup grid's cells.
 FOLDER_PATTERNS = ("*/*/runs", "*/*/E*/runs", "*/warmup_grid/lr=*/*/runs")

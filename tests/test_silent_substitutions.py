@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from date.__main__ import main as date_main
-from reproduce.harness.cli.run import main, main_tune
+from reproduce.harness.cli.run import main
+from reproduce.harness.cli.tune import main as main_tune
 
 REPO = Path(__file__).resolve().parents[1]
 NEWSTEST = REPO / "data" / "wmt14_ende"

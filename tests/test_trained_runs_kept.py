@@ -238,8 +238,8 @@ def test_tune_and_advise_keep_a_run_whose_evaluation_fails_and_say_so(
     tmp_path, monkeypatch, capsys
 ):
     """Every entry point that trains ends with the same one message (exit 1), not a traceback."""
-    from reproduce.harness.cli.advise import main_advise
-    from reproduce.harness.cli.run import main_tune
+    from reproduce.harness.cli.advise import main as main_advise
+    from reproduce.harness.cli.tune import main as main_tune
 
     instrumented(monkeypatch, fail_split="test")
     smoke = ["mnist_lstm", "--preset", "smoke", "--quiet"]

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from reproduce.harness.cli.run import build_parser, build_spec, main
+from reproduce.harness.cli.arguments import build_parser, build_spec
+from reproduce.harness.cli.run import main
 from reproduce.harness.run.checkpoint import save_checkpoint
-from reproduce.harness.sweep.running import plan_runs, run_config, run_key
+from reproduce.harness.sweep.planning import plan_runs, run_config, run_key
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = ["mnist_lstm", "--preset", "smoke", "--quiet"]

@@ -12,7 +12,8 @@ import pytest
 from test_report import make_record, write_records
 
 import date
-from reproduce.harness.cli.run import main_report
+from reproduce.harness.cli.report import main as main_report
+from reproduce.harness.cli.warmup_grid import main as warmup_grid_main
 from reproduce.harness.report.warmup_grid import grid_tables, write_warmup_grid_report
 from reproduce.harness.run.registry import experiments
 from reproduce.harness.sweep import warmup_grid
@@ -40,8 +41,8 @@ def test_the_grid_spans_sqrt_to_date_warmups_for_every_lr_of_the_tuning_grid(tmp
 def test_each_cell_is_the_sqrt_lr_with_its_warmup_and_x64_is_dates_recipe(tmp_path) -> None:
     """Resolved by the sweep's planner from the cell's run.py arguments: --set changes the base
     recipe before the method scales it, and sqrt keeps the warmup epochs."""
-    from reproduce.harness.cli.run import build_parser, build_spec
-    from reproduce.harness.sweep.running import plan_runs
+    from reproduce.harness.cli.arguments import build_parser, build_spec
+    from reproduce.harness.sweep.planning import plan_runs
 
     grid = warmup_grid.grid_for(MNIST, tmp_path)
     for cell in grid.cells():
@@ -79,7 +80,7 @@ def test_plan_lists_every_cell_and_its_cost_and_trains_nothing(tmp_path, capsys)
     )
     out = tmp_path / "grid"
     argv = ["mnist_lstm", "--plan", "--out", str(out), "--results", str(results)]
-    assert warmup_grid.main(argv) == 0
+    assert warmup_grid_main(argv) == 0
     text = capsys.readouterr().out
     assert "Runs: 44 (12 at batch 128, 32 at batch 8192); 44 not recorded yet." in text
     hours = (12 * 100.0 + 32 * 200.0) / 3600
@@ -98,7 +99,7 @@ def test_plan_lists_every_cell_and_its_cost_and_trains_nothing(tmp_path, capsys)
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, extra, message) -> None:
-    assert warmup_grid.main(["mnist_lstm", "--plan", "--out", str(tmp_path), *extra]) == 2
+    assert warmup_grid_main(["mnist_lstm", "--plan", "--out", str(tmp_path), *extra]) == 2
     error = capsys.readouterr().err
     assert error.startswith("error: ") and message in error and error.count("\n") == 1
 

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from ..core.records import read_record
-from .running import SweepError, SweepSpec, run_sweep
+from .running import run_sweep
+from .spec import Reports, SweepError, SweepSpec
+from .tuning import grid_points, run_tuning, tuning_point_spec
 
 
 def budget_folder(out_dir: Path, epochs: float) -> Path:
@@ -87,38 +89,35 @@ def budget_spec(spec: SweepSpec, epochs: float, point: Mapping[str, Any]) -> Swe
     )
 
 
-def run_budget_sweep(spec: SweepSpec, log=print) -> list[Path]:
-    """Tune and sweep at every budget of the spec's preset, then write the budget report.
+def run_budget_sweep(spec: SweepSpec, log=print, *, reports: Reports) -> list[Path]:
+    """Tune and sweep at every budget of the spec's preset, then write the budget report
+    (``reports.budgets``; each budget's sweep writes its own folder's).
 
     Resumable like a sweep: recorded tuning points and runs are skipped. The user's own
     recipe overrides apply at every budget; ``--set epochs=E`` runs budget E of the grid only.
     """
-    from ..report.budgets import write_budget_report
-
     experiment = spec.experiment
     if not experiment.tuning_grid:
         raise SweepError(f"{experiment.name} declares no tuning grid to tune each budget with")
     folders = []
     for epochs in budgets_of(spec):
         folder = budget_folder(spec.out_dir, epochs)
-        tune_budget(spec, epochs, log=log)
+        tune_budget(spec, epochs, log=log, reports=reports)
         point = tuned_point(folder / "tuning")
         log(f"budget E = {epochs:g} epochs: base recipe {point} (best on validation); sweeping")
-        run_sweep(budget_spec(spec, epochs, point), log=log)
+        run_sweep(budget_spec(spec, epochs, point), log=log, reports=reports)
         folders.append(folder)
-    write_budget_report(spec.out_dir, experiment)
+    reports.budgets(spec)
     return folders
 
 
-def tune_budget(spec: SweepSpec, epochs: float, log=print) -> Path:
+def tune_budget(spec: SweepSpec, epochs: float, log=print, *, reports: Reports) -> Path:
     """Train the experiment's tuning grid at the base batch for ``epochs`` (OUT/E{E}/tuning).
     A grid key the user set (``--set lr=0.1``) trains that point only, so that the grid can be
     split over processes; a later call without it finds every point recorded."""
-    from .tuning import run_tuning
-
     grid = tuning_grid(spec)
     log(f"budget E = {epochs:g} epochs: tuning {grid} at the base batch")
-    return run_tuning(tuning_spec(spec, epochs), grid, log=log)
+    return run_tuning(tuning_spec(spec, epochs), grid, log=log, reports=reports)
 
 
 def tuning_grid(spec: SweepSpec) -> dict[str, tuple[Any, ...]]:
@@ -141,8 +140,6 @@ def tuning_spec(spec: SweepSpec, epochs: float) -> SweepSpec:
 def tuning_point_specs(spec: SweepSpec, epochs: float) -> list[SweepSpec]:
     """The one-run sweeps of every grid point of budget ``epochs``'s tuning (what a launcher
     runs as jobs before the budget's sweep)."""
-    from .tuning import grid_points, tuning_point_spec
-
     return [
         tuning_point_spec(tuning_spec(spec, epochs), point)
         for point in grid_points(tuning_grid(spec))

@@ -35,6 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..run.distributed import DistributedContext
+from .planning import PlannedRun
+from .spec import SweepSpec
+
 CLAIMS_FOLDER = "claims"
 #: How often an owner refreshes its claim's heartbeat.
 HEARTBEAT_SECONDS = 30.0
@@ -321,3 +325,23 @@ def held(folder: Path, name: str, **timing: float) -> Iterator[Claim]:
         yield claim
     finally:
         claim.release()
+
+
+def claim_run(spec: SweepSpec, run: PlannedRun, context: DistributedContext) -> Claim | None:
+    """The claim on ``run`` (rank 0 takes it for every rank), or None while a live worker holds
+    it; the claim's ``holder`` says who, on rank 0."""
+    claim = Claim(spec.out_dir / CLAIMS_FOLDER, Path(run.name).stem)
+    acquired = context.broadcast_int(int(claim.acquire()) if context.is_main else 0)
+    if not acquired:
+        claim.release()
+        return None
+    return claim
+
+
+def claim_holder(claim_folder: Path, run: PlannedRun) -> str:
+    """Who holds ``run``'s claim, for a log line."""
+    claim = Claim(claim_folder, Path(run.name).stem)
+    generations = claim.generations()
+    if generations and claim.stale_reason(generations[-1]) is None and claim.holder:
+        return claim.holder.describe()
+    return "another worker"

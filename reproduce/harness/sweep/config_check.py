@@ -1,4 +1,4 @@
-"""The check of a sweep's whole configuration against its experiment's schema (``schema.py``),
+"""The check of a sweep's whole configuration against its experiment's schema (``run/schema.py``),
 run by the command line before anything is trained or written: every recipe field, ``model.``,
 ``data.`` and ``run.`` key, the preset's values and the user's ``--set`` alike, the schema's
 cross-key rules, and the memory a run needs against the memory the machine has.
@@ -15,12 +15,11 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..run.schema import RECIPE_FIELDS, RUN_FIELDS, ConfigSchema, ConfigView, Field
-
-if TYPE_CHECKING:
-    from .running import SweepSpec
+from ..run.settings import RunSettings
+from .spec import SweepSpec
 
 #: Bytes of a parameter, of its gradient and of each optimizer state value: float32 (the master
 #: weights stay float32 under bf16 autocast, trainer.autocast).
@@ -63,8 +62,6 @@ def value_text(value: Any) -> str:
 def user_keys(spec: SweepSpec) -> frozenset[str]:
     """The keys the user set with --set (a run setting counts when it differs from the default:
     RunSettings does not remember who set it)."""
-    from .running import RunSettings
-
     defaults = RunSettings()
     keys = {*spec.recipe_overrides}
     keys |= {f"model.{key}" for key in spec.model_overrides}
@@ -318,3 +315,21 @@ def describe_fields(fields: Mapping[str, Field]) -> list[str]:
         f"{key}: {rule.describe()}" + (f" ({rule.why})" if rule.why else "")
         for key, rule in fields.items()
     ]
+
+
+def check_model_config(spec: SweepSpec) -> None:
+    """Build the model on torch's meta device (no memory, no compute), so that a model config
+    the model rejects is a usage error now rather than a traceback later."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            spec.experiment.build_model(spec.model_config)
+    except (ValueError, TypeError, RuntimeError, ZeroDivisionError) as error:
+        keys = " ".join(f"model.{key}={value}" for key, value in spec.model_overrides.items())
+        where = f"--set {keys}" if keys else f"the {spec.preset!r} preset's model config"
+        raise ConfigError(
+            f"{where}: the {spec.experiment.name} model cannot be built with it "
+            f"({str(error).splitlines()[0] if str(error) else type(error).__name__}); "
+            f"its defaults are {dict(spec.experiment.model_defaults)}"
+        ) from None

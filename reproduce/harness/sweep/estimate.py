@@ -25,9 +25,11 @@ import torch
 
 from date import Recipe, build_optimizer, total_steps
 
-from ..run.devices import Device
+from ..run.devices import Device, resolve_device
 from ..run.experiment import Batch, Experiment
-from ..run.trainer import accumulate_gradients
+from ..run.trainer import accumulate_gradients, default_micro_batch_size
+from .planning import plan_runs
+from .spec import SweepSpec
 
 
 @dataclass(frozen=True)
@@ -160,4 +162,30 @@ def describe(cost: StepCost, device_name: str) -> str:
         f"({cost.batch_source}): {cost.micro_batch_seconds:.3g} s forward and backward, "
         f"{cost.optimizer_seconds:.3g} s per optimizer step. Training only (no evaluation, data "
         "loading or checkpoints), on one device: with N devices, divide by N at best."
+    )
+
+
+def plan_estimate(spec: SweepSpec, train: Any) -> str:
+    """--plan's time estimate: a few training steps timed on the sweep's device, multiplied out
+    over the planned runs. Raises ValueError (exit 2) when the device is not there."""
+    device = resolve_device(spec.device)
+    runs = plan_runs(spec)
+    micro = spec.run.micro_batch_size or default_micro_batch_size(
+        spec.experiment, min(run.batch_size for run in runs), device
+    )
+    cost = measure_step_cost(
+        spec.experiment,
+        spec.base_recipe,
+        spec.model_config,
+        spec.data_config,
+        device,
+        micro,
+        train=train,
+        precision=spec.run.precision,
+    )
+    return "\n\n".join(
+        [
+            describe(cost, device.describe()["device_name"]),
+            sweep_estimate_table(cost, runs, train.steps_per_epoch),
+        ]
     )

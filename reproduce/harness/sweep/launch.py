@@ -36,31 +36,13 @@ from ..core.io import atomic_write_json
 from ..run.checkpoint import Preempted
 from ..run.trainer import EVALUATION_FAILED
 from ..run.unfinished import RunsUnfinished
-from .claims import CLAIMS_FOLDER
-from .running import (
-    RunGroup,
-    SweepError,
-    SweepProgress,
-    SweepSpec,
-    check_checkpoint,
-    check_data_size,
-    check_writable,
-    checkpoint_path,
-    claim_holder,
-    claim_run,
-    describe_result,
-    format_duration,
-    plan_runs,
-    recorded,
-    run_examples,
-    run_groups,
-    run_label,
-    shared_record,
-    start_worker,
-    train_run,
-    write_report,
-    write_run,
-)
+from .budgets import budget_spec, budgets_of, tune_budget, tuned_point, tuning_point_specs
+from .checks import check_checkpoint, check_data_size, check_writable, checkpoint_path
+from .claims import CLAIMS_FOLDER, claim_holder, claim_run
+from .planning import RunGroup, plan_runs, run_examples, run_groups
+from .progress import SweepProgress, describe_result, format_duration, run_label
+from .running import recorded, shared_record, start_worker, train_run, write_run
+from .spec import Reports, SweepError, SweepSpec
 
 LAUNCHERS = ("ray", "slurm", "local")
 CLUSTER_EXTRA = 'pip install -e ".[cluster]"'
@@ -459,12 +441,12 @@ def launch_sweep(
     settings: LaunchSettings,
     log=print,
     engine_factory: Callable[..., Engine] = open_engine,
+    *,
+    reports: Reports,
 ) -> PhaseResult:
     """Run ``spec``'s sweep (every budget's, for a budget preset) as jobs on the engine, then
-    write the report(s) once; the failed runs are returned (the report covers what is
-    recorded, and says what is missing)."""
-    from .budgets import budget_spec, budgets_of, tuned_point, tuning_point_specs
-
+    write the report(s) once (``reports``); the failed runs are returned (the report covers what
+    is recorded, and says what is missing)."""
     check_writable(spec.out_dir)
     budgets = spec.experiment.presets[spec.preset].budgets
     if budgets and not spec.experiment.tuning_grid:
@@ -485,21 +467,18 @@ def launch_sweep(
             result = _run_specs(engine, tuning, settings, log)
             if result.failed:
                 return result
-            from .budgets import tune_budget
-
             for epochs in budgets_of(spec):
-                folder = tune_budget(spec, epochs, log=_quiet)  # every point recorded: summary
+                # every point is recorded: this writes the tuning's summary and reports
+                folder = tune_budget(spec, epochs, log=_quiet, reports=reports)
                 sweeps.append(budget_spec(spec, epochs, tuned_point(folder)))
             log("phase 2 of 2: the sweep at every budget with its tuned base recipe")
         result = _run_specs(engine, sweeps, settings, log)
     finally:
         engine.close()
     for sweep_spec in sweeps:
-        write_report(sweep_spec)
+        reports.folder(sweep_spec)
     if budgets:
-        from ..report.budgets import write_budget_report
-
-        write_budget_report(spec.out_dir, spec.experiment)
+        reports.budgets(spec)
     return result
 
 

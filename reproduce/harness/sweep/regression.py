@@ -12,7 +12,6 @@ regenerates the file on purpose, so that the change shows in review.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import itertools
 import json
@@ -20,7 +19,6 @@ import math
 import os
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tabulate import tabulate
 
 from date import Recipe
 
@@ -36,7 +33,6 @@ from ..core.io import atomic_write_json
 from ..run.devices import cpu_model, resolve_device
 from ..run.experiment import DataBundle, Experiment
 from ..run.provenance import REPO_ROOT, git_state
-from ..run.registry import experiments
 from ..run.trainer import train
 
 EXPECTATIONS_DIR = REPO_ROOT / "tests" / "expectations"
@@ -486,57 +482,3 @@ def deviation_rows(result: CheckResult) -> list[list[str]]:
     if result.problems:
         rows.append([result.experiment, "; ".join(result.problems), "", "", "", "", "", "FAIL"])
     return rows
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """reproduce/regress.py: check the accuracy expectations, or regenerate them (--update)."""
-    parser = argparse.ArgumentParser(
-        prog="reproduce/regress.py",
-        description=(
-            "Rerun each experiment's short fixed-seed regression run and compare its loss curve "
-            "and final metric with tests/expectations/<experiment>.json; --update regenerates "
-            "those files from several seeds (tolerance = max(k_sigma x seed std, floor))."
-        ),
-    )
-    parser.add_argument("experiments", nargs="*", help="experiment names (default: all)")
-    parser.add_argument("--update", action="store_true", help="regenerate the expectation files")
-    parser.add_argument(
-        "--seeds",
-        type=int,
-        default=DEFAULT_SEEDS,
-        help=f"seeds run by --update to measure the spread (default {DEFAULT_SEEDS})",
-    )
-    parser.add_argument(
-        "--expectations", type=Path, default=EXPECTATIONS_DIR, help="expectation folder"
-    )
-    argv = list(sys.argv[1:] if argv is None else argv)
-    arguments = parser.parse_args(argv)
-    registered = experiments()
-    names = arguments.experiments or list(registered)
-    unknown = [name for name in names if name not in registered]
-    if unknown:
-        print(
-            f"error: unknown experiment(s) {', '.join(unknown)}; valid: {', '.join(registered)}",
-            file=sys.stderr,
-        )
-        return 2
-    if arguments.seeds < 2:
-        print("error: --seeds must be at least 2 (a std needs two seeds)", file=sys.stderr)
-        return 2
-    if arguments.update:
-        command = " ".join(["python reproduce/regress.py", *argv])
-        for name in names:
-            path = update(registered[name], arguments.seeds, command, arguments.expectations)
-            print(f"wrote {path}")
-        return 0
-    results = []
-    for name in names:
-        result = check(registered[name], arguments.expectations)
-        results.append(result)
-    rows = [row for result in results for row in deviation_rows(result)]
-    headers = ["experiment", "quantity", "expected", "got", "Δ", "tolerance", "|Δ|/tol", ""]
-    print(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
-    failed = [result for result in results if not result.passed]
-    for result in failed:
-        print("\n" + result.message(), file=sys.stderr)
-    return 1 if failed else 0

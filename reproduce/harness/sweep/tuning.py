@@ -19,7 +19,8 @@ from tabulate import tabulate
 
 from ..core.io import atomic_write_json, atomic_write_text
 from ..core.records import read_record
-from .running import SweepSpec, run_sweep
+from .running import run_sweep
+from .spec import Reports, SweepSpec
 
 
 def grid_points(grid: Mapping[str, tuple[Any, ...]]) -> list[dict[str, Any]]:
@@ -51,14 +52,17 @@ def tuning_point_spec(spec: SweepSpec, point: Mapping[str, Any]) -> SweepSpec:
     )
 
 
-def run_tuning(spec: SweepSpec, grid: Mapping[str, tuple[Any, ...]], log=print) -> Path:
-    """Train every grid point at the base batch; write tuning.md and tuning.json there."""
+def run_tuning(
+    spec: SweepSpec, grid: Mapping[str, tuple[Any, ...]], log=print, *, reports: Reports
+) -> Path:
+    """Train every grid point at the base batch (each point's folder gets its report,
+    ``reports.folder``); write tuning.md and tuning.json there."""
     experiment = spec.experiment
     base_batch = spec.base_recipe.batch_size
     rows, summary = [], []
     for point in grid_points(grid):
         point_spec = tuning_point_spec(spec, point)
-        run_sweep(point_spec, log=log)
+        run_sweep(point_spec, log=log, reports=reports)
         record = read_record(point_spec.out_dir / "runs" / f"none_b{base_batch}_s0.json")
         value = last_validation(record, experiment.primary_metric) if record else None
         status = record["status"] if record else "missing"
