@@ -2,15 +2,15 @@
 
 As in torchtitan's schedulers, the learning rate is a function of an explicit step number, so a
 resumed run recomputes it instead of replaying history. The torch scheduler built on `lr_at` is
-`date.DateScheduler` (module `date.scheduler`, loaded on first use so that `import date` and
-`import date.schedule` do not import torch).
+`date.DateScheduler` (module `date.scheduler`, which imports this one and torch; `import date`
+loads it on first use, and this module never imports it, so that `import date` and `import
+date.schedule` do not import torch).
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
 
 from date.recipe import Recipe
 
@@ -122,12 +122,3 @@ def lr_at(recipe: Recipe, step: int, steps_per_epoch: float) -> float:
         recipe, step, steps_per_epoch, warmup
     )
     return max(0.0, recipe.lr * factor)
-
-
-def __getattr__(name: str) -> Any:
-    # `date.schedule.DateScheduler` is defined in date.scheduler (imports torch) and loaded lazily.
-    if name == "DateScheduler":
-        from date.scheduler import DateScheduler
-
-        return DateScheduler
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,7 @@
 """`DateScheduler`: a torch LRScheduler that sets every step's learning rate from `date.lr_at`.
 
 Kept apart from `date.schedule` so that the pure schedule, the planner and the CLI do not import
-torch (`date.DateScheduler` and `date.schedule.DateScheduler` load this module on first use).
+torch (`date.DateScheduler` loads this module on first use).
 """
 
 from __future__ import annotations

@@ -167,8 +167,10 @@ def test_bad_arguments():
         scheduler.load_state_dict({"last_epoch": 3})
 
 
-def test_date_schedule_module_exposes_the_scheduler():
+def test_the_scheduler_is_date_scheduler_s_and_the_pure_schedule_does_not_import_it():
     import date.schedule
+    import date.scheduler
 
-    assert date.schedule.DateScheduler is DateScheduler
+    assert date.scheduler.DateScheduler is DateScheduler
     assert issubclass(DateScheduler, torch.optim.lr_scheduler.LRScheduler)
+    assert not hasattr(date.schedule, "DateScheduler")  # one way: scheduler imports schedule
