@@ -21,9 +21,7 @@ of the hub copy's labels (0 = n01440764, tench).
 
 from __future__ import annotations
 
-import functools
 import io
-import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -33,6 +31,14 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from reproduce.datasets.imagenet_classes import (  # noqa: F401 (ImageNet's facts, named here too)
+    CLASSES,
+    TRAIN_IMAGES,
+    VAL_IMAGES,
+    WNID_PATTERN,
+    WNIDS_FILE,
+    wnids,
+)
 from reproduce.datasets.integrity import (
     DATA_ROOT,
     DataError,
@@ -40,14 +46,8 @@ from reproduce.datasets.integrity import (
     read_verified,
 )
 
-CLASSES = 1000
-#: Images in the ILSVRC-2012 classification train and validation sets (the official archives;
-#: torchvision's ImageNet docs and every ImageNet paper's "1.28M").
-TRAIN_IMAGES = 1_281_167
-VAL_IMAGES = 50_000
 HUB_REPO = "ILSVRC/imagenet-1k"
 SAMPLE_DIR = DATA_ROOT / "imagenet_sample"
-WNIDS_FILE = SAMPLE_DIR / "wnids_1000.txt"
 #: Where the experiment looks for the standard layout without --data-dir (a symlink will do).
 DEFAULT_DIR = DATA_ROOT / "imagenet"
 #: Per-channel mean and std of ImageNet's training images (RGB, pixels / 255), the values of
@@ -57,7 +57,6 @@ STD = (0.229, 0.224, 0.225)
 #: Evaluation resizes the shorter side to 256 and takes the centre 224 (He et al. 2016, and
 #: torchvision's ResNet-50 V1 evaluation): the ratio 256 / 224 is kept at other image sizes.
 EVAL_RESIZE_RATIO = 256 / 224
-WNID_PATTERN = re.compile(r"^n\d{8}$")
 
 PREPARE_COMMAND = (
     "python -m reproduce.datasets.imagenet prepare --train-tar ILSVRC2012_img_train.tar "
@@ -83,16 +82,6 @@ def what_to_do(looked_in: Path | None) -> str:
         f"to end on the 10 images shipped in {SAMPLE_DIR}; `--plan --preset full` prints the "
         "recipes of the whole sweep, 512 to 32K, without the data."
     )
-
-
-@functools.cache
-def wnids() -> tuple[str, ...]:
-    """The 1000 ILSVRC-2012 wnids in class-index order (checked against data/checksums.json)."""
-    text = read_verified(WNIDS_FILE, expected_content_sha256("imagenet_sample/wnids_1000.txt"))
-    found = tuple(line.split("_", 1)[0] for line in text.decode("utf-8").splitlines() if line)
-    if len(found) != CLASSES or list(found) != sorted(found):
-        raise DataError(f"{WNIDS_FILE}: expected the 1000 wnids in sorted order")
-    return found
 
 
 def class_subset(classes: int) -> tuple[int, ...]:

@@ -36,7 +36,13 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from reproduce.datasets.imagenet import CLASSES, TRAIN_IMAGES, VAL_IMAGES, WNID_PATTERN, wnids
+from reproduce.datasets.imagenet_classes import (
+    CLASSES,
+    TRAIN_IMAGES,
+    VAL_IMAGES,
+    WNID_PATTERN,
+    wnids,
+)
 from reproduce.datasets.integrity import DataError
 
 GROUND_TRUTH = "data/ILSVRC2012_validation_ground_truth.txt"
