@@ -23,7 +23,7 @@ Ratios (each the median over blocks of side A's time per example / side B's):
   normalization, LARS and DATE's scheduler through ``date``) against a bare torchvision step of
   the same uint8 batch (normalize, channels_last, cross-entropy with label smoothing,
   pytorch-optimizer's LARS with the lr set by hand).
-- with / without the gradient noise probe (issue 15, reproduce/harness/noise_probe.py), mnist_lstm
+- with / without the gradient noise probe (reproduce/harness/run/noise_probe.py), mnist_lstm
   at batch 128 and ptb_small at batch 20 (full-size models), each in micro-batches of a quarter of
   the batch as reproduce/advise.py trains them: the harness step with the probe's two squared
   gradient norms per step (and its host read every NOISE_FLUSH_EVERY steps, more often than any

@@ -1,4 +1,4 @@
-"""Which batch is worth it, from a short run at the base batch (issue 15): see --help."""
+"""Which batch is worth it, from a short run at the base batch: see --help."""
 
 import sys
 from pathlib import Path

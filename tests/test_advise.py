@@ -1,4 +1,4 @@
-"""Which batch is worth it (issue 15): date.advise and `python -m date advise`, the short run of
+"""Which batch is worth it: date.advise and `python -m date advise`, the short run of
 reproduce/advise.py, and the noise scale beside the breaking point in the reports."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The epoch budget as a sweep axis (issue 12): tuning per budget, records that carry E, the
+"""The epoch budget as a sweep axis: tuning per budget, records that carry E, the
 budget report (steps to result, the claim answered per budget)."""
 
 from __future__ import annotations

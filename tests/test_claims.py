@@ -1,4 +1,4 @@
-"""Claims (issue 14): one worker per run, stale claims (no heartbeat, a dead process) broken by
+"""Claims: one worker per run, stale claims (no heartbeat, a dead process) broken by
 exactly one of the workers that race for them, and a lost claim noticed by its old owner."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Sweeps spread over workers (issue 14): 2 parallel Ray workers give the sequential sweep's
+"""Sweeps spread over workers: 2 parallel Ray workers give the sequential sweep's
 records and report; a SIGKILLed job is resubmitted and resumes from its checkpoint; --shard I/N
 covers the plan exactly once; a budget preset runs its tuning, then its sweep, as jobs; misuse
 exits 2."""

@@ -1,4 +1,4 @@
-"""Issue 13: identical commands give identical records, faults never mislabel a result, and a
+"""Identical commands give identical records, faults never mislabel a result, and a
 user's mistakes get one clear message (exit 2) with nothing written."""
 
 from __future__ import annotations

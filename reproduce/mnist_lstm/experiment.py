@@ -140,7 +140,7 @@ EXPERIMENT = Experiment(
             methods=date.METHODS,  # every scaling rule
             base_seeds=3,
         ),
-        # The full sweep at four epoch budgets (issue 12), lr tuned per budget at batch 128:
+        # The full sweep at four epoch budgets, lr tuned per budget at batch 128:
         # at E = 10, batch 8192 gets 67 steps; at E = 160, 1074. Two evaluations an epoch, so that
         # steps to the target are resolved to half an epoch; 2 seeds where verdicts are decided.
         "budget": Preset(

@@ -267,7 +267,7 @@ EXPERIMENT = Experiment(
             methods=date.METHODS,  # every scaling rule
             base_seeds=3,
         ),
-        # Issue 12 on what a 2-core CPU affords: the full recipe's 13 epochs over all of PTB take
+        # What a 2-core CPU affords: the full recipe's 13 epochs over all of PTB take
         # about 2 h a run here (the recorded full runs), so the budget axis runs on the first
         # 100k training tokens: DATE, linear and sqrt at x1, x8 and x64 (2 seeds at x64 and at
         # the base batch), at E = 4 and 16 epochs, the Zaremba schedule stretched to each E and

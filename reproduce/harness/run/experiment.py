@@ -149,7 +149,7 @@ class Preset:
     seeds: int = 1
     base_seeds: int = 1  # seeds at the base batch, where the tolerance band is measured
     evals_per_epoch: float = 1.0
-    # Epoch budgets E of a budget sweep (issue 12): the batch x method sweep is repeated at each
+    # Epoch budgets E of a budget sweep: the batch x method sweep is repeated at each
     # E, with the base recipe tuned at the base batch for that E (validation only) and scaled
     # without re-tuning. Empty: a single sweep at the recipe's own epochs.
     budgets: tuple[float, ...] = ()

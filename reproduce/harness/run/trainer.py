@@ -149,7 +149,7 @@ def default_micro_batch_size(experiment: Experiment, per_device_batch: int, devi
     """The micro-batch a run uses unless told otherwise: the largest divisor of the per-device
     batch that is at most ``micro_batch_limit``. A function of the configuration and the device
     only (never of a stopwatch), so the same command splits its batches, and rounds its sums, the
-    same way every time (issue 13). A divisor keeps every micro-batch the same size."""
+    same way every time. A divisor keeps every micro-batch the same size."""
     limit = micro_batch_limit(experiment, device)
     if per_device_batch <= limit:
         return per_device_batch

@@ -1,5 +1,5 @@
 """Claims: one worker trains a run, when the runs of a sweep are spread over processes, machines
-or scheduler jobs that share one ``--out`` folder (issue 14).
+or scheduler jobs that share one ``--out`` folder.
 
 A claim is a file ``OUT/claims/<run>.<generation>.claim`` created by hard-linking a complete
 temporary file to that name, which is atomic and exclusive on local file systems and on NFS: of

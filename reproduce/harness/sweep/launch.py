@@ -1,4 +1,4 @@
-"""Sweeps that outgrow one process (issue 14): every planned run as its own job on an engine
+"""Sweeps that outgrow one process: every planned run as its own job on an engine
 that already exists, or one shard of the plan per process for the schedulers it does not cover.
 
 - ``--launcher ray``: one Ray task per run, with a CPU (and, with ``--device cuda``, a GPU)
@@ -9,7 +9,7 @@ that already exists, or one shard of the plan per process for the schedulers it 
 - ``--launcher local``: submitit's local executor, the same jobs as local processes (what the
   tests run for the SLURM path); with ``--device cuda`` each of the ``--max-parallel`` slots has
   its own GPU.
-- ``--shard I/N`` (``sweep.run_sweep``): the process trains shard I of N of the plan, for job
+- ``--shard I/N`` (``running.run_sweep``): the process trains shard I of N of the plan, for job
   arrays and Kubernetes indexed jobs.
 
 The unit of work is a ``RunGroup``: a run and its copies at k = 1, so a copy is written once its
