@@ -1,4 +1,4 @@
-"""--plan's time estimate (reproduce/harness/estimate.py): the arithmetic, and timing real steps
+"""--plan's time estimate (harness/sweep/estimate.py): the arithmetic, and timing real steps
 of any experiment without disturbing the caller's random state."""
 
 from __future__ import annotations

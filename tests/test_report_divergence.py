@@ -1,4 +1,4 @@
-"""Records are strict JSON (non-finite numbers written as null, harness/io.py strict_json_value)
+"""Records are strict JSON (non-finite numbers written as null, core/io.py strict_json_value)
 and a diverged run carries its reason ({"step", "reason"}): the report accepts null exactly where
 a diverged run may have it, rejects it in an ok run, and shows each divergence's reason.
 

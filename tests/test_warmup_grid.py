@@ -1,4 +1,4 @@
-"""The warmup grid (harness/warmup_grid.py): its plan resolved by the sweep's own planner, the
+"""The warmup grid (sweep/warmup_grid.py): its plan resolved by the sweep's own planner, the
 script's --plan and bad input, and its one table generated from small synthetic records."""
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ The torchrun of the Cloud TPU path: ``torch_xla.launch`` starts the replicas the
 them out (TPU v2/v3: one process per chip, one thread per core, so 8 replicas on a v3-8; TPU v4
 and later: one process per chip; PJRT's CPU client: one process with CPU_NUM_DEVICES threads).
 Each replica runs the script as ``python SCRIPT ARGS`` would, and the harness finds its rank and
-the world size in the XLA runtime (reproduce/harness/distributed.py, ``XlaReplicas``).
+the world size in the XLA runtime (reproduce/harness/run/distributed.py, ``XlaReplicas``).
 
 On a pod slice, run the same command on every host (``gcloud compute tpus tpu-vm ssh
 --worker=all``): the world is then every core of the slice. Only replica 0 writes and prints.

@@ -1,4 +1,4 @@
-"""The warmup grid's one table (harness/warmup_grid.py), generated from its records alone.
+"""The warmup grid's one table (sweep/warmup_grid.py), generated from its records alone.
 
 Rows: the base lr; columns: the warmup at the claim's batch, as a multiple m of the base warmup
 w0 (m = 1 is sqrt scaling's warmup, m = k DATE's); cells: the final test metric at the claim's
