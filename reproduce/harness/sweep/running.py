@@ -4,6 +4,9 @@ Runs are planned (and every recipe validated) before anything is written. At the
 (k = 1) several methods resolve to the same recipe; such a run is trained once and its record is
 written for each method, marked ``same_run_as``. A run whose record already exists with the same
 configuration is not trained again, so an interrupted sweep resumes where it stopped.
+
+The plan is planning.py's, the checks before training checks.py's, the claims claims.py's; this
+module trains the runs (through the run layer's trainer) and writes their records.
 """
 
 from __future__ import annotations
