@@ -45,7 +45,10 @@ The modules, in the order the data flows:
     published       a user's sweep next to the published records of its preset
     budgets         budgets.md: a budget sweep's steps to result and claim per epoch budget
     warmup_grid     warmup_grid.md: the warmup grid's one table
+    claim_answers   the README's answer to each paper claim in words
+    first_contact   the README's first-contact times, from results/first_contact.json
     readme          the README's and docs/results.md's generated sections
+    folders         which results folders report.py covers
 """
 
 from __future__ import annotations
