@@ -1,6 +1,6 @@
 """The paper diff: each target and claim against our runs, with a verdict, and each method's
 largest batch against the base-batch band (paper_diff.md / paper_diff.json). Targets and claims
-come from the experiment and carry their source (reproduce/harness/targets.py)."""
+come from the experiment and carry their source (reproduce/harness/core/targets.py)."""
 
 from __future__ import annotations
 
