@@ -153,7 +153,8 @@ def noise_section(records: Sequence[Mapping[str, Any]], band: ToleranceBand) -> 
         "\n\n## Gradient noise scale and the breaking point\n\n",
         "B_simple = tr(Sigma) / |G|^2 (McCandlish et al. 2018, arXiv 1812.06162, Section 2.2), "
         "measured during training from two gradient sizes per step (the record's `noise_*` "
-        "curves, `reproduce/harness/run/noise_probe.py`), estimates the critical batch B_crit beyond "
+        "curves, `reproduce/harness/run/noise_probe.py`), estimates the critical batch B_crit "
+        "beyond "
         "which doubling the batch saves few steps (Section 2.3). It grows as the loss falls "
         "(Section 3), so it is shown when the run first reached the time-to-target value, at "
         "the run's end, and pooled over the run (ratio of the mean estimates). Medians over the "
