@@ -34,13 +34,12 @@ from hypothesis import strategies as st
 from reproduce.harness.cli import run as cli
 from reproduce.harness.run.registry import experiments
 
-SMOKE_BATCH = {
-    "mnist_lstm": 32,
-    "ptb_small": 20,
-    "ptb_large": 20,
-    "gnmt": 16,
-    "imagenet_resnet50": 4,
-}
+
+def smoke_batch(name: str) -> int:
+    """The smoke preset's base batch (its smallest)."""
+    return experiments()[name].presets["smoke"].batch_sizes[0]
+
+
 #: Smaller runs for the training level: gnmt's smoke runs 40 steps and two searches; 8 steps and
 #: the beam search do.
 FASTER = {
@@ -175,7 +174,7 @@ COMMON = settings(
 )
 PAIRS = [
     (name, preset, key)
-    for name in sorted(SMOKE_BATCH)
+    for name in sorted(experiments())
     for key, preset in sorted(every_key(name).items())
 ]
 
@@ -222,7 +221,7 @@ def test_values_inside_the_ranges_train_or_are_refused_in_one_line(name):
     def check(data) -> None:
         key = data.draw(st.sampled_from(sorted(keys)), label="key")
         text = data.draw(inside(keys[key], preset_value(name, "smoke", key)), label="value")
-        batch = ["--methods", "sqrt", "--batch-sizes", str(SMOKE_BATCH[name])]
+        batch = ["--methods", "sqrt", "--batch-sizes", str(smoke_batch(name))]
         argv = [name, "--preset", "smoke", "--quiet", *batch, *FASTER.get(name, [])]
         with tempfile.TemporaryDirectory() as folder:
             out = Path(folder) / "o"

@@ -18,14 +18,6 @@ from reproduce.harness.run.experiment import Batch
 from reproduce.harness.run.registry import experiments
 from reproduce.harness.run.settings import RunSettings
 
-SMOKE_BATCH = {
-    "mnist_lstm": 32,
-    "ptb_small": 20,
-    "ptb_large": 20,
-    "gnmt": 16,
-    "imagenet_resnet50": 4,
-}
-
 
 def test_every_key_of_every_experiment_has_a_declared_type_and_range():
     from reproduce.harness.run.schema import RECIPE_FIELDS, RUN_FIELDS
@@ -142,7 +134,7 @@ def sample_batch(name: str, model_config, data_config, size: int) -> Batch:
     return experiments()[name].synthetic_batch(model_config, data_config, size)
 
 
-@pytest.mark.parametrize("name", sorted(SMOKE_BATCH))
+@pytest.mark.parametrize("name", sorted(experiments()))
 def test_the_activation_estimate_is_a_lower_bound(name):
     """What the refusal rests on: the estimate never exceeds what the backward pass keeps."""
     experiment = experiments()[name]

@@ -15,14 +15,6 @@ from reproduce.harness.cli.run import main
 from reproduce.harness.run.experiment import Divergence
 from reproduce.harness.run.registry import experiments
 
-SMOKE_BATCH = {
-    "mnist_lstm": 32,
-    "ptb_small": 20,
-    "ptb_large": 20,
-    "gnmt": 16,
-    "imagenet_resnet50": 4,
-}
-
 
 def records(out) -> dict[str, dict]:
     return {path.name: json.loads(path.read_text()) for path in (out / "runs").glob("*.json")}
@@ -109,7 +101,7 @@ def smoke_bundle(name: str):
     return experiment, model, model_config, experiment.build_data("local", None, data_config)
 
 
-@pytest.mark.parametrize("name", sorted(SMOKE_BATCH))
+@pytest.mark.parametrize("name", sorted(experiments()))
 def test_every_experiment_has_a_chance_limit_an_untrained_model_passes_and_a_blown_up_one_fails(
     name,
 ):
