@@ -16,6 +16,7 @@ from test_report import make_record, write_records
 
 from reproduce.harness.cli.report import main as main_report
 from reproduce.harness.cli.run import main
+from reproduce.harness.report.budget_costs import budget_cost_pages
 from reproduce.harness.report.readme import (
     CLAIMS_BEGIN,
     README_BEGIN,
@@ -54,15 +55,17 @@ def tracked_results(tmp_path: Path) -> Path:
 
 
 def test_the_readme_results_section_is_fresh(tmp_path):
-    """The README's claims section and docs/results.md's results section are what `--readme`
-    writes from the tracked records (pages copied beside a copy of results/, so that links come
-    out as in the repository)."""
+    """The README's claims section, docs/results.md's results section and the results pages' cost
+    sections are what `--readme` writes from the tracked records (pages copied beside a copy of
+    results/, so that links come out as in the repository)."""
     results = tracked_results(tmp_path)
     pages = {}
     for name in ("README.md", "docs/results.md"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, tmp_path / name)
         pages[tmp_path / name] = (REPO / name).read_text(encoding="utf-8")
+    for page, _ in budget_cost_pages(results):  # results/<experiment>/README.md, copied above
+        pages[page] = page.read_text(encoding="utf-8")
     try:
         fresh = regenerated_pages(tmp_path / "README.md", results)
     except StaleReport as error:

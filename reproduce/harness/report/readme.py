@@ -16,6 +16,12 @@ from typing import Any
 
 from tabulate import tabulate
 
+from .budget_costs import (
+    BUDGET_COSTS_BEGIN,
+    BUDGET_COSTS_END,
+    budget_cost_pages,
+    budget_costs_section,
+)
 from .claim_answers import CLAIM_ANSWERS_BEGIN, CLAIM_ANSWERS_END, claim_answers_section
 from .first_contact import FIRST_CONTACT_BEGIN, FIRST_CONTACT_END, first_contact_section
 from .formatting import markdown_text
@@ -293,9 +299,10 @@ def replace_section(text: str, section: str, begin: str, end: str) -> str:
 
 def regenerated_pages(readme_file: Path, results_root: Path) -> dict[Path, str]:
     """Every generated page as ``--readme`` writes it: the README (its claim answers, claims
-    table, results section and first-contact times, whichever markers it has) and
-    docs/results.md beside it when it exists (its results section). Raises ValueError when no
-    page has markers, StaleReport on stale reports."""
+    table, results section and first-contact times, whichever markers it has),
+    docs/results.md beside it when it exists (its results section) and every
+    ``results/<experiment>/README.md`` with budget-cost markers (its cost section). Raises
+    ValueError when no page has markers, StaleReport on stale reports."""
     import os
 
     pages = {}
@@ -320,6 +327,10 @@ def regenerated_pages(readme_file: Path, results_root: Path) -> dict[Path, str]:
             fresh = replace_section(fresh, section, FIRST_CONTACT_BEGIN, FIRST_CONTACT_END)
         if fresh != text or README_BEGIN in text or CLAIMS_BEGIN in text:
             pages[page] = fresh
+    for page, experiment in budget_cost_pages(results_root):
+        text = page.read_text("utf-8")
+        section = budget_costs_section(text, results_root, experiment)
+        pages[page] = replace_section(text, section, BUDGET_COSTS_BEGIN, BUDGET_COSTS_END)
     if not pages:
         raise ValueError(
             f"the README lacks the markers {README_BEGIN} ... {README_END} (or {CLAIMS_BEGIN} "
