@@ -14,7 +14,18 @@ from test_report import make_record, write_records
 import date
 from reproduce.harness.cli.report import main as main_report
 from reproduce.harness.cli.warmup_grid import main as warmup_grid_main
-from reproduce.harness.report.warmup_grid import grid_tables, write_warmup_grid_report
+from reproduce.harness.report.claim_answers import CLAIM_ANSWERS_BEGIN, CLAIM_ANSWERS_END
+from reproduce.harness.report.readme import (
+    README_BEGIN,
+    README_END,
+    StaleReport,
+    regenerated_pages,
+)
+from reproduce.harness.report.warmup_grid import (
+    grid_answer,
+    grid_tables,
+    write_warmup_grid_report,
+)
 from reproduce.harness.run.registry import experiments
 from reproduce.harness.sweep import warmup_grid
 
@@ -194,3 +205,31 @@ def test_report_py_writes_the_grid_table_and_each_cells_report(tmp_path, capsys)
     assert main_report([str(root)]) == 0  # named: the same bytes
     assert (root / "warmup_grid.md").read_bytes() == first
     assert "python reproduce/report.py" in first.decode()
+
+
+# ------------------------------------------------------------------ the grid in the README
+
+
+def test_the_grids_answer_names_the_kept_cells_and_each_lrs_best_warmup(tmp_path) -> None:
+    root = write_grid(tmp_path / "warmup_grid")
+    answer = grid_answer(grid_tables(root, band_floor=0.002))
+    assert answer.startswith("1 of the 4 cells run keep their base band (lr 0.1 with m = 64).")
+    assert "lr 0.1 (band 0.988): best m = 64: 0.986, sqrt's 0.94" in answer
+    assert "lr 0.2 (no band): best m = 1: 0.94" in answer
+    assert "lr 0.4 (band 0.984): best m = 1: 0.6" in answer
+
+
+def test_the_readme_shows_the_grid_and_refuses_a_stale_one(tmp_path) -> None:
+    results = tmp_path / "results"
+    root = write_grid(results / "mnist_lstm" / "warmup_grid")
+    assert main_report(["--results", str(results)]) == 0
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{CLAIM_ANSWERS_BEGIN}\n{CLAIM_ANSWERS_END}\n{README_BEGIN}\n{README_END}\n")
+    text = regenerated_pages(readme, results)[readme]
+    assert "### mnist_lstm / warmup grid" in text
+    assert "0.986 (s0 0.985, s1 0.987): keeps" in text
+    assert "**What decides DATE vs sqrt at x64** (`mnist_lstm` warmup grid: batch 8192" in text
+    assert "1 of the 4 cells run keep their base band" in text
+    write_records(root / "lr=0.4" / "warmup_x64", [grid_record(0.4, 64 * BASE, 64 * W0, 0, 0.9)])
+    with pytest.raises(StaleReport, match="older than its records"):
+        regenerated_pages(readme, results)

@@ -214,3 +214,53 @@ def write_warmup_grid_report(
     atomic_write_text(paths["markdown"], grid_markdown(tables, command))
     atomic_write_json(paths["json"], tables)
     return paths
+
+
+def grid_records_sha256(root: str | os.PathLike[str]) -> str:
+    """The sha256 of the grid's record set, as its warmup_grid.json provenance states it when
+    that report is current."""
+    folders = grid_folders(root)
+    return provenance([item for folder in folders for item in read_record_files(folder)])[
+        "records_sha256"
+    ]
+
+
+def grid_answer(tables: Mapping[str, Any]) -> str:
+    """The grid in one sentence: which cells keep their base band, and per base lr the best
+    warmup next to sqrt's (m = 1) and DATE's (m = k) cells."""
+    scale = tables["scale"]
+    run = [
+        (row, warmup)
+        for row in tables["rows"]
+        for warmup in tables["warmups"]
+        if row["cells"][f"{warmup['epochs']:g}"]["n"]
+    ]
+    if not run:
+        return "no cell at the scaled batch is recorded yet."
+    kept = [
+        f"lr {row['lr']:g} with m = {warmup['multiplier']:g}"
+        for row, warmup in run
+        if row["cells"][f"{warmup['epochs']:g}"]["keeps"]
+    ]
+    head = f"{len(kept)} of the {len(run)} cells run keep their base band" + (
+        f" ({', '.join(kept)})" if kept else ""
+    )
+    sign = 1 if tables["mode"] == "max" else -1
+    per_lr = []
+    for row in tables["rows"]:
+        cells = {
+            warmup["multiplier"]: row["cells"][f"{warmup['epochs']:g}"]
+            for warmup in tables["warmups"]
+            if row["cells"][f"{warmup['epochs']:g}"]["mean"] is not None
+        }
+        if not cells:
+            continue
+        best = max(cells, key=lambda m: sign * cells[m]["mean"])
+        named = [f"best m = {best:g}: {_fmt(cells[best]['mean'])}"]
+        for multiplier, name in ((1.0, "sqrt's"), (float(scale), "DATE's")):
+            if multiplier in cells and multiplier != best:
+                named.append(f"{name} {_fmt(cells[multiplier]['mean'])}")
+        band = row["band"]
+        band_text = f"band {_fmt(band['mean'])}" if band and band["mean"] is not None else "no band"
+        per_lr.append(f"lr {row['lr']:g} ({band_text}): {', '.join(named)}")
+    return head + ". " + "; ".join(per_lr) + "."
