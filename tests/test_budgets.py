@@ -90,6 +90,39 @@ def test_a_budget_sweep_tunes_each_budget_and_reports_per_budget(tmp_path, tiny_
     assert "(results/mnist_lstm/budget/plots/steps_to_result.png)" in section
 
 
+def test_an_untuned_budget_preset_runs_its_own_recipe_at_every_budget(
+    tmp_path, tiny_budget_experiment, monkeypatch
+):
+    """``tune_budgets=False`` (ptb_small's full_budget): no tuning runs; every budget trains the
+    preset's base lr, its schedule stretched; the reports say the recipe was not tuned."""
+    budget = tiny_budget_experiment.presets["budget"]
+    untuned = dataclasses.replace(
+        tiny_budget_experiment,
+        presets={
+            **tiny_budget_experiment.presets,
+            "full_budget": dataclasses.replace(budget, name="full_budget", tune_budgets=False),
+        },
+        tuning_grid={},  # nothing to tune with: the preset must not ask for it
+    )
+    monkeypatch.setitem(experiments(), "mnist_lstm", untuned)
+    results = tmp_path / "results"
+    out = results / "mnist_lstm" / "full_budget"
+    assert main(["mnist_lstm", "--preset", "full_budget", "--quiet", "--out", str(out)]) == 0
+    base_lr = untuned.recipe_for("full_budget", {}).lr
+    for epochs in (1, 2):
+        folder = out / f"E{epochs}"
+        assert not (folder / "tuning").exists()
+        records = [json.loads(p.read_text()) for p in (folder / "runs").glob("*.json")]
+        assert len(records) == 7
+        for record in records:
+            assert record["recipe"]["epochs"] == epochs
+            assert record["base_recipe"]["lr"] == base_lr
+    text = (out / "budgets.md").read_text()
+    assert "the preset's base recipe (not tuned)" in text and "| not tuned " in text
+    section = readme_results_section(results)
+    assert "### mnist_lstm / full_budget" in section
+
+
 def test_set_epochs_runs_one_budget_of_the_grid(tmp_path, tiny_budget_experiment, capsys):
     out = tmp_path / "budget"
     argv = ["mnist_lstm", "--preset", "budget", "--quiet", "--out", str(out)]

@@ -86,10 +86,15 @@ def print_plan(spec: SweepSpec, estimate: bool) -> int:
             return USAGE_ERROR
     for planned in specs:
         if planned is not spec:
+            tuned = (
+                "the lr shown is the base recipe's: the sweep tunes it at the base batch first, "
+                f"over {dict(spec.experiment.tuning_grid)}"
+                if spec.experiment.presets[spec.preset].tune_budgets
+                else "the preset's base recipe, not tuned"
+            )
             print(
                 f"\nBudget E = {planned.base_recipe.epochs:g} epochs (the schedule stretched "
-                "to it; the lr shown is the base recipe's: the sweep tunes it at the base "
-                f"batch first, over {dict(spec.experiment.tuning_grid)}):\n"
+                f"to it; {tuned}):\n"
             )
         print(resolved_plan_table(planned, train))
     source = "declared" if isinstance(train, CountedExamples) else "counted in the data"

@@ -25,9 +25,11 @@ from .schema import ConfigSchema
 
 PRESET_NAMES = ("smoke", "quick", "full")  # every experiment has these
 #: Presets an experiment may add: ``budget`` repeats the sweep at several epoch budgets;
-#: ``proxy`` runs the experiment's own model and recipe on a small real or rule-based task that
-#: ships; ``tasks`` (gnmt) checks that the model uses its source (copy and reverse).
-OPTIONAL_PRESET_NAMES = ("budget", "proxy", "tasks")
+#: ``full_budget`` the paper's setting at several budgets (the ones that would decide a claim,
+#: beyond what a small machine affords); ``proxy`` runs the experiment's own model and recipe on
+#: a small real or rule-based task that ships; ``tasks`` (gnmt) checks that the model uses its
+#: source (copy and reverse).
+OPTIONAL_PRESET_NAMES = ("budget", "full_budget", "proxy", "tasks")
 #: What the reports of a proxy preset's records say beside every verdict (``Preset.proxy``).
 PROXY_LABEL = "proxy at small scale, not the paper's setting"
 
@@ -153,6 +155,10 @@ class Preset:
     # E, with the base recipe tuned at the base batch for that E (validation only) and scaled
     # without re-tuning. Empty: a single sweep at the recipe's own epochs.
     budgets: tuple[float, ...] = ()
+    # False: every budget runs the preset's own base recipe (its schedule stretched to E), not
+    # tuned per budget: for a reference recipe whose lr is the published one (and whose tuning
+    # would cost more base runs than the budget's sweep itself).
+    tune_budgets: bool = True
     # Cells where a verdict is decided get more seeds, so that it never rests on one run:
     # ``decisive_seeds`` for ``decisive_methods`` at the scale factors ``decisive_scales``.
     decisive_seeds: int = 1

@@ -90,25 +90,37 @@ def budget_spec(spec: SweepSpec, epochs: float, point: Mapping[str, Any]) -> Swe
 
 
 def run_budget_sweep(spec: SweepSpec, log=print, *, reports: Reports) -> list[Path]:
-    """Tune and sweep at every budget of the spec's preset, then write the budget report
-    (``reports.budgets``; each budget's sweep writes its own folder's).
+    """Tune (unless the preset says not to) and sweep at every budget of the spec's preset, then
+    write the budget report (``reports.budgets``; each budget's sweep writes its own folder's).
 
     Resumable like a sweep: recorded tuning points and runs are skipped. The user's own
     recipe overrides apply at every budget; ``--set epochs=E`` runs budget E of the grid only.
     """
-    experiment = spec.experiment
-    if not experiment.tuning_grid:
-        raise SweepError(f"{experiment.name} declares no tuning grid to tune each budget with")
+    tuned = tunes_budgets(spec)
     folders = []
     for epochs in budgets_of(spec):
         folder = budget_folder(spec.out_dir, epochs)
-        tune_budget(spec, epochs, log=log, reports=reports)
-        point = tuned_point(folder / "tuning")
-        log(f"budget E = {epochs:g} epochs: base recipe {point} (best on validation); sweeping")
+        point: Mapping[str, Any] = {}
+        if tuned:
+            tune_budget(spec, epochs, log=log, reports=reports)
+            point = tuned_point(folder / "tuning")
+            log(f"budget E = {epochs:g} epochs: base recipe {point} (best on validation); sweeping")
+        else:
+            log(f"budget E = {epochs:g} epochs: the {spec.preset} preset's base recipe (not tuned)")
         run_sweep(budget_spec(spec, epochs, point), log=log, reports=reports)
         folders.append(folder)
     reports.budgets(spec)
     return folders
+
+
+def tunes_budgets(spec: SweepSpec) -> bool:
+    """Whether the spec's budget preset tunes each budget's base recipe (``Preset.tune_budgets``);
+    raises SweepError when it should but the experiment declares no tuning grid."""
+    if not spec.experiment.presets[spec.preset].tune_budgets:
+        return False
+    if not spec.experiment.tuning_grid:
+        raise SweepError(f"{spec.experiment.name} declares no tuning grid to tune each budget with")
+    return True
 
 
 def tune_budget(spec: SweepSpec, epochs: float, log=print, *, reports: Reports) -> Path:

@@ -36,7 +36,14 @@ from ..core.io import atomic_write_json
 from ..run.checkpoint import Preempted
 from ..run.trainer import EVALUATION_FAILED
 from ..run.unfinished import RunsUnfinished
-from .budgets import budget_spec, budgets_of, tune_budget, tuned_point, tuning_point_specs
+from .budgets import (
+    budget_spec,
+    budgets_of,
+    tune_budget,
+    tuned_point,
+    tunes_budgets,
+    tuning_point_specs,
+)
 from .checks import check_checkpoint, check_data_size, check_writable, checkpoint_path
 from .claims import CLAIMS_FOLDER, claim_holder, claim_run
 from .planning import RunGroup, plan_runs, run_examples, run_groups
@@ -449,13 +456,13 @@ def launch_sweep(
     is recorded, and says what is missing)."""
     check_writable(spec.out_dir)
     budgets = spec.experiment.presets[spec.preset].budgets
-    if budgets and not spec.experiment.tuning_grid:
-        raise SweepError(f"{spec.experiment.name} declares no tuning grid to tune each budget")
-    if budgets:
+    if budgets and tunes_budgets(spec):
         tuning = [
             point for epochs in budgets_of(spec) for point in tuning_point_specs(spec, epochs)
         ]
         sweeps: list[SweepSpec] = []
+    elif budgets:  # each budget with the preset's own base recipe: no tuning phase
+        tuning, sweeps = [], [budget_spec(spec, epochs, {}) for epochs in budgets_of(spec)]
     else:
         tuning, sweeps = [], [spec]
     engine = engine_factory(settings, spec.out_dir, f"date-{spec.experiment.name}")
