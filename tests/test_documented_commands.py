@@ -47,6 +47,9 @@ SMALLER = {
     "python reproduce/run.py ptb_small --preset budget": (
         "python reproduce/run.py ptb_small --preset budget --plan"
     ),
+    "python reproduce/run.py ptb_small --preset full_budget": (
+        "python reproduce/run.py ptb_small --preset full_budget --plan"
+    ),
     # One epoch of the full base recipe on 1,024 MNIST examples (8 steps) instead of 55,000; the
     # record keeps its name (none_b128_s0.json), which the next command reads.
     "python reproduce/advise.py mnist_lstm [--epochs 1] [--micro-batch 32] [--preset full]": (
