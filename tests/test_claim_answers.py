@@ -21,7 +21,13 @@ def write(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data))
 
 
-def budget_sweep(root: Path, at_claim_by_epochs: dict[float, dict], steps: int = 268) -> None:
+def budget_sweep(
+    root: Path,
+    at_claim_by_epochs: dict[float, dict],
+    steps: int = 268,
+    tuned: bool = True,
+    data: dict | None = None,
+) -> None:
     budgets = []
     for epochs, at_claim in at_claim_by_epochs.items():
         folder = f"E{epochs:g}"
@@ -32,13 +38,15 @@ def budget_sweep(root: Path, at_claim_by_epochs: dict[float, dict], steps: int =
                 "claim_batch": 8192,
                 "band": {"mean": 0.988, "half_width": 0.002, "n_seeds": 3},
                 "at_claim": at_claim,
+                "tuned": {"best": {"lr": 0.2}} if tuned else None,
             }
         )
-        write(root / folder / "runs" / "date_b8192_s0.json", {"total_steps": steps})
+        record = {"total_steps": steps, "data": data or {"train_examples": 55000}}
+        write(root / folder / "runs" / "date_b8192_s0.json", record)
     write(
         root / "budgets.json",
         {
-            "experiment": "mnist_lstm",
+            "experiment": root.parent.name,
             "claim": {"text": LSTM, "method": "date", "scale_factor": 64},
             "budgets": budgets,
         },
@@ -102,6 +110,21 @@ def test_no_budget_keeping_the_band_is_not_reproduced_up_to_the_largest_budget(t
     assert "date 0.9656 (3 seeds), sqrt 0.9768 (3 seeds), linear diverged (3 of 3)" in section
     assert "x64 (batch 8192, 268 steps)" in section
     assert "DATE keeps the base band at no budget up to E = 40" in section
+    assert "(E = 10, 40; 55,000 training examples; the base lr tuned on validation for each)" in (
+        section
+    )
+
+
+def test_a_budget_sweep_on_a_slice_and_an_untuned_one_say_so(tmp_path):
+    at_claim = {16.0: {"date": cell(1026.0, 2), "sqrt": cell(1006.0, 2)}}
+    budget_sweep(tmp_path / "ptb_small" / "budget", at_claim, data={"train_tokens": 100000})
+    budget_sweep(tmp_path / "ptb_small" / "full_budget", at_claim, tuned=False)
+    section = claim_answers_section(tmp_path)
+    assert "`ptb_small / budget` budget sweep (E = 16; 100,000 training tokens; the base lr" in (
+        section
+    )
+    untuned = "`ptb_small / full_budget` budget sweep (E = 16; 55,000 training examples; the base"
+    assert untuned + " recipe not tuned)" in section
 
 
 def test_a_budget_where_date_keeps_the_band_reproduces_the_claim_and_names_it(tmp_path):

@@ -69,6 +69,17 @@ def _cell(method: str, mean: float | None, n: int, diverged: int) -> str:
     return text + (f", {diverged} diverged)" if diverged else ")")
 
 
+def _training_set(runs: Path) -> str | None:
+    """How much training data the records in ``runs`` read ("100,000 training tokens"), so a
+    sweep on a slice says so in its own line (None when no record names it)."""
+    for path in sorted(runs.glob("*.json")):
+        data = json.loads(path.read_text("utf-8")).get("data") or {}
+        for key, unit in (("train_tokens", "tokens"), ("train_examples", "examples")):
+            if isinstance(data.get(key), int):
+                return f"{data[key]:,} training {unit}"
+    return None
+
+
 def _claim_steps(runs: Path, batch_size: int) -> int | None:
     """The step count of the claim batch's DATE runs in ``runs`` (None when none is recorded)."""
     for path in sorted(runs.glob(f"date_b{batch_size}_s*.json")):
@@ -106,8 +117,9 @@ def _budget_evidence(root: Path) -> tuple[str, Evidence]:
         outcome = f"DATE keeps the base band from E = {min(kept):g}"
     else:
         outcome = f"DATE keeps the base band at no budget up to E = {largest['epochs']:g}"
+    data = _training_set(root / largest["folder"] / "runs")
     line = (
-        f"`{experiment}` budget sweep (E = {epochs}; {recipe}): "
+        f"`{experiment}` budget sweep (E = {epochs}; {data + '; ' if data else ''}{recipe}): "
         f"{outcome}. At E = {largest['epochs']:g} and {scale}: {cells}; base band "
         f"{_band_text(band['mean'], band['half_width'], band['n_seeds'])}."
     )
