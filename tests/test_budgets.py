@@ -91,7 +91,7 @@ def test_a_budget_sweep_tunes_each_budget_and_reports_per_budget(tmp_path, tiny_
 
 
 def test_an_untuned_budget_preset_runs_its_own_recipe_at_every_budget(
-    tmp_path, tiny_budget_experiment, monkeypatch
+    tmp_path, tiny_budget_experiment, monkeypatch, capsys
 ):
     """``tune_budgets=False`` (ptb_small's full_budget): no tuning runs; every budget trains the
     preset's base lr, its schedule stretched; the reports say the recipe was not tuned."""
@@ -121,6 +121,10 @@ def test_an_untuned_budget_preset_runs_its_own_recipe_at_every_budget(
     assert "the preset's base recipe (not tuned)" in text and "| not tuned " in text
     section = readme_results_section(results)
     assert "### mnist_lstm / full_budget" in section
+    argv = ["mnist_lstm", "--preset", "full_budget", "--out", str(out), "--shard", "1/2"]
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert "run one budget per machine with --set epochs=E" in capsys.readouterr().err
 
 
 def test_set_epochs_runs_one_budget_of_the_grid(tmp_path, tiny_budget_experiment, capsys):

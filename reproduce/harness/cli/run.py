@@ -47,11 +47,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         spec = build_spec(arguments, argv)
         shard = parse_shard(arguments.shard)
         launch = parse_launch(arguments, spec)
-        if shard is not None and spec.experiment.presets[spec.preset].budgets:
+        preset = spec.experiment.presets[spec.preset]
+        if shard is not None and preset.budgets and preset.tune_budgets:
             raise UsageError(
                 f"--shard with the {spec.preset!r} preset: each budget's sweep needs that "
                 "budget's tuning first, which shards cannot wait for; use --launcher (ray, "
                 "slurm or local), which runs the tuning runs, then the sweep runs"
+            )
+        if shard is not None and preset.budgets:
+            raise UsageError(
+                f"--shard with the {spec.preset!r} preset, which runs budget after budget: run "
+                "one budget per machine with --set epochs=E, or use --launcher (ray, slurm or "
+                "local) to spread every run"
             )
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
