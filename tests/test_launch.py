@@ -240,6 +240,40 @@ def test_a_budget_preset_runs_its_tuning_then_its_sweep_as_jobs(tmp_path, monkey
     assert (out / "E2" / "tables.md").is_file() and (out / "budgets.md").is_file()
 
 
+def test_an_untuned_budget_preset_launches_its_sweeps_without_a_tuning_phase(tmp_path, monkeypatch):
+    mnist = experiments()["mnist_lstm"]
+    smoke = mnist.presets["smoke"]
+    untuned = dataclasses.replace(
+        smoke, name="full_budget", budgets=(1, 2), methods=("sqrt", "date"), tune_budgets=False
+    )
+    tiny = dataclasses.replace(
+        mnist, presets={**mnist.presets, "full_budget": untuned}, tuning_grid={}
+    )
+    monkeypatch.setitem(experiments(), "mnist_lstm", tiny)
+    out = tmp_path / "full_budget"
+    argv = ["mnist_lstm", "--preset", "full_budget", "--out", str(out)]
+    spec = build_spec(build_parser().parse_args(argv), argv)
+    lines: list[str] = []
+    result = launch_sweep(
+        spec,
+        LaunchSettings("local", max_parallel=2),
+        lines.append,
+        lambda *a: InProcessEngine(),
+        reports=REPORTS,
+    )
+    assert result.failed == {}
+    assert not any(line.startswith("phase") for line in lines)
+    base_lr = tiny.recipe_for("full_budget", {}).lr
+    for epochs in (1, 2):
+        assert not (out / f"E{epochs}" / "tuning").exists()
+        records = [json.loads(p.read_text()) for p in (out / f"E{epochs}" / "runs").glob("*.json")]
+        assert len(records) == 4
+        assert {(r["base_recipe"]["lr"], r["recipe"]["epochs"]) for r in records} == {
+            (base_lr, epochs)
+        }
+    assert (out / "budgets.md").is_file()
+
+
 def test_progress_line_counts_running_and_failed_and_shares_the_eta():
     sweep = SweepProgress(total=4, remaining_examples=400.0, parallel=2)
     sweep.running = 2
