@@ -487,7 +487,10 @@ def plot_steps_to_result(tables: Mapping[str, Any], path: Path) -> Path:
     )
     axis.set_title(f"{tables['experiment']}: steps to result over budgets")
     axis.grid(True, which="both", alpha=0.3)
-    axis.legend(fontsize="small")
+    if base_steps or axis.get_legend_handles_labels()[0]:
+        axis.legend(fontsize="small")
+    else:  # no run reached the target at any budget: say so instead of an empty legend
+        axis.text(0.5, 0.5, "no run reached the target", ha="center", transform=axis.transAxes)
     figure.tight_layout()
     buffer = io.BytesIO()
     # No "Software" metadata: the PNG does not depend on the matplotlib version string.
