@@ -206,19 +206,20 @@ class Ended:
         self.outcome = outcome
 
 
-def test_a_budget_preset_runs_its_tuning_then_its_sweep_as_jobs(tmp_path, monkeypatch):
+def launch_tiny_budget(
+    monkeypatch, out: Path, preset, tuning_grid: dict
+) -> tuple[list[str], list[dict]]:
+    """mnist_lstm with ``preset`` (smoke-sized, budgets 1 and 2 epochs) launched as in-process
+    jobs at budget E = 2; the log lines and E2's records."""
     mnist = experiments()["mnist_lstm"]
-    smoke = mnist.presets["smoke"]
-    budget = dataclasses.replace(smoke, name="budget", budgets=(1, 2), methods=("sqrt", "date"))
     tiny = dataclasses.replace(
         mnist,
-        presets={**mnist.presets, "budget": budget},
-        tuning_grid={"lr": (0.05, 0.1)},
+        presets={**mnist.presets, preset.name: preset},
+        tuning_grid=tuning_grid,
         time_to_target=dataclasses.replace(mnist.time_to_target, value=0.05),  # reached
     )
     monkeypatch.setitem(experiments(), "mnist_lstm", tiny)
-    out = tmp_path / "budget"
-    argv = ["mnist_lstm", "--preset", "budget", "--set", "epochs=2", "--out", str(out)]
+    argv = ["mnist_lstm", "--preset", preset.name, "--set", "epochs=2", "--out", str(out)]
     spec = build_spec(build_parser().parse_args(argv), argv)
     lines: list[str] = []
     result = launch_sweep(
@@ -229,46 +230,41 @@ def test_a_budget_preset_runs_its_tuning_then_its_sweep_as_jobs(tmp_path, monkey
         reports=REPORTS,
     )
     assert result.failed == {}
+    assert not (out / "E1").exists() and (out / "budgets.md").is_file()
+    records = [json.loads(p.read_text()) for p in (out / "E2" / "runs").glob("*.json")]
+    return lines, records
+
+
+def tiny_budget_preset(name: str, **changes):
+    smoke = experiments()["mnist_lstm"].presets["smoke"]
+    return dataclasses.replace(
+        smoke, name=name, budgets=(1, 2), methods=("sqrt", "date"), **changes
+    )
+
+
+def test_a_budget_preset_runs_its_tuning_then_its_sweep_as_jobs(tmp_path, monkeypatch):
+    out = tmp_path / "budget"
+    preset = tiny_budget_preset("budget")
+    lines, records = launch_tiny_budget(monkeypatch, out, preset, {"lr": (0.05, 0.1)})
     phase_one = lines.index("phase 1 of 2: tuning runs of every budget (2 grid points)")
     assert lines.index("phase 2 of 2: the sweep at every budget with its tuned base recipe") > (
         phase_one
     )
     tuning = json.loads((out / "E2" / "tuning" / "tuning.json").read_text())
-    records = [json.loads(p.read_text()) for p in (out / "E2" / "runs").glob("*.json")]
-    assert len(records) == 4 and not (out / "E1").exists()
+    assert len(records) == 4
     assert {r["base_recipe"]["lr"] for r in records} == {tuning["best"]["point"]["lr"]}
-    assert (out / "E2" / "tables.md").is_file() and (out / "budgets.md").is_file()
+    assert (out / "E2" / "tables.md").is_file()
 
 
 def test_an_untuned_budget_preset_launches_its_sweeps_without_a_tuning_phase(tmp_path, monkeypatch):
-    mnist = experiments()["mnist_lstm"]
-    smoke = mnist.presets["smoke"]
-    untuned = dataclasses.replace(
-        smoke, name="full_budget", budgets=(1, 2), methods=("sqrt", "date"), tune_budgets=False
-    )
-    tiny = dataclasses.replace(
-        mnist, presets={**mnist.presets, "full_budget": untuned}, tuning_grid={}
-    )
-    monkeypatch.setitem(experiments(), "mnist_lstm", tiny)
     out = tmp_path / "full_budget"
-    argv = ["mnist_lstm", "--preset", "full_budget", "--set", "epochs=2", "--out", str(out)]
-    spec = build_spec(build_parser().parse_args(argv), argv)
-    lines: list[str] = []
-    result = launch_sweep(
-        spec,
-        LaunchSettings("local", max_parallel=2),
-        lines.append,
-        lambda *a: InProcessEngine(),
-        reports=REPORTS,
-    )
-    assert result.failed == {}
+    preset = tiny_budget_preset("full_budget", tune_budgets=False)
+    lines, records = launch_tiny_budget(monkeypatch, out, preset, {})
     assert not any(line.startswith("phase") for line in lines)
-    base_lr = tiny.recipe_for("full_budget", {}).lr
-    assert not (out / "E2" / "tuning").exists() and not (out / "E1").exists()
-    records = [json.loads(p.read_text()) for p in (out / "E2" / "runs").glob("*.json")]
+    assert not (out / "E2" / "tuning").exists()
+    base_lr = experiments()["mnist_lstm"].recipe_for("full_budget", {}).lr
     assert len(records) == 4
     assert {(r["base_recipe"]["lr"], r["recipe"]["epochs"]) for r in records} == {(base_lr, 2)}
-    assert (out / "budgets.md").is_file()
 
 
 def test_progress_line_counts_running_and_failed_and_shares_the_eta():
