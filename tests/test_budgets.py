@@ -192,19 +192,22 @@ def test_answer_lines_name_the_smallest_budget_or_none_up_to_the_largest():
             text="x64", source="abstract", status="paper abstract", metric="accuracy",
             mode="max", scale_factor=64, method="date",
         ).to_dict(),
-        "budgets": [{"epochs": 10}, {"epochs": 20}, {"epochs": 40}],
+        "budgets": [{"epochs": 10}, {"epochs": 20}, {"epochs": 40}, {"epochs": 80}],
         "methods": ["date", "linear"],
         "answers": {
             "date": {"smallest_budget": 20, "budgets_run": [10, 20, 40]},
-            "linear": {"smallest_budget": None, "budgets_run": [10, 20, 40]},
+            "linear": {"smallest_budget": None, "budgets_run": [10, 20]},
         },
     }  # fmt: skip
     lines = budget_report.answer_lines(tables)
+    # E = 80 has no run at x64 yet (only its base batch): no line names it
     assert (
-        lines[0] == "date: keeps the base band at x64 from E = 20 epochs (budgets run: 10, 20, 40)."
+        lines[0]
+        == "date: keeps the base band at x64 from E = 20 epochs (run at x64 at E = 10, 20, 40)."
     )
-    assert lines[1].startswith(
-        "linear: does not keep the base band at x64 at any budget up to E = 40"
+    assert lines[1] == (
+        "linear: does not keep the base band at x64 at any budget up to E = 20 (run at x64 at "
+        "E = 10, 20)."
     )
 
 

@@ -251,7 +251,6 @@ def answer_lines(tables: Mapping[str, Any]) -> list[str]:
     claim = tables["claim"]
     if not claim or not tables["budgets"]:
         return []
-    grid = ", ".join(f"{b['epochs']:g}" for b in tables["budgets"])
     k = claim["scale_factor"]
     lines = []
     for method in tables["methods"]:
@@ -264,7 +263,8 @@ def answer_lines(tables: Mapping[str, Any]) -> list[str]:
             text = f"does not keep the base band at x{k} at any budget up to E = " + (
                 f"{max(answer['budgets_run']):g}"
             )
-        lines.append(f"{method}: {text} (budgets run: {grid}).")
+        run_at = ", ".join(f"{epochs:g}" for epochs in answer["budgets_run"])
+        lines.append(f"{method}: {text} (run at x{k} at E = {run_at}).")
     return lines
 
 
