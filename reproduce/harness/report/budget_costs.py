@@ -89,7 +89,7 @@ def budget_commands(page: str, experiment: str) -> list[BudgetCommand]:
     return commands
 
 
-def measured_step_seconds(files: Sequence[RecordFile]) -> dict[int, list[RecordFile]]:
+def timed_records(files: Sequence[RecordFile]) -> dict[int, list[RecordFile]]:
     """The records that time a whole run, by batch size: trained in one go (not resumed, whose
     wall time covers only the last part) and not a copy of another run."""
     timed: dict[int, list[RecordFile]] = {}
@@ -122,7 +122,7 @@ def budget_costs_section(page: str, results_root: Path, experiment: str) -> str:
     if not budgets:
         return f"{intro}\nThe page lists no budget command, so there is no cost to show."
     files = read_record_files(Path(results_root) / experiment / MEASURED_PRESET)
-    timed = measured_step_seconds(files)
+    timed = timed_records(files)
     batches = sorted({b for budget in budgets for b in budget.batch_sizes})
     missing = [b for b in batches if b not in timed]
     if missing:

@@ -29,7 +29,7 @@ from .paper_verdicts import judged_headline, ours_cell, target_cell, verdict_cel
 from .plan_coverage import coverage_markdown
 from .record_files import read_record_files
 from .run_provenance import provenance, provenance_line
-from .warmup_grid import grid_records_sha256
+from .warmup_grid import grid_body, grid_records_sha256
 from .writer import REPORT_FILES
 
 README_BEGIN = "<!-- results:begin -->"
@@ -216,21 +216,15 @@ def warmup_grid_roots(results_root: Path) -> list[Path]:
 
 
 def _warmup_grid_section(root: Path, link: str) -> str:
-    """A warmup grid's one table, from its warmup_grid.md (checked against its records)."""
+    """A warmup grid's one table, from its warmup_grid.json (checked against its records)."""
     tables = json.loads((root / "warmup_grid.json").read_text("utf-8"))
     if tables["provenance"]["records_sha256"] != grid_records_sha256(root):
         raise StaleReport(f"{root}: warmup_grid.md is older than its records")
-    text = (root / "warmup_grid.md").read_text("utf-8")
-    body = [
-        line
-        for line in text.splitlines()[1:]
-        if not line.startswith("<!--") and not line.startswith("Provenance, ")
-    ]
     return "\n".join(
         [
             f"### {tables['experiment']} / warmup grid",
             "",
-            "\n".join(body).strip(),
+            grid_body(tables),
             "",
             f"Files: [warmup_grid.md]({link}/warmup_grid.md) · per cell: "
             f"[lr=*/*/tables.md]({link})",
