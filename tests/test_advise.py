@@ -300,7 +300,8 @@ def test_budget_section_puts_the_noise_beside_near_perfect_scaling_and_the_fitte
     }
     text = budget_report.budget_noise_section(tables, tmp_path)
     assert "| 1   | 500 / 500 (b128)" in text
-    assert "| 8192   | 128      |" in text  # per budget: date and linear keep the band up to
+    # per budget: date keeps the band up to its largest batch run, linear misses it at 1024
+    assert "| 8192 (largest run) | 128 (misses 1024) |" in text
     # S = a + b / B through (128, 800) and (1024, 150): b = 650 * 1024 / 7, a = 800 - b / 128
     slope = 650 * 1024 / 7
     assert "| date     | 1024" in text and f"{slope / (800 - slope / 128):.4g}" in text
@@ -317,5 +318,15 @@ def test_budget_section_puts_the_noise_beside_near_perfect_scaling_and_the_fitte
     write_records(tmp_path / "E3", [r for r in sweep() if r["method"] == "date"])
     tables["budgets"].append({"epochs": 3, "folder": "E3", "band": band.to_dict()})
     text = budget_report.budget_noise_section(tables, tmp_path)
-    assert "| 3   | — / —                      | 8192   | not run  |" in text
+    assert "| 3   | — / —                      | 8192 (largest run) | not run           |" in text
     assert "No run at E = 2, 3 recorded a noise estimate (—)" in text
+
+
+def test_a_breaking_point_cell_says_whether_a_larger_batch_missed_or_was_never_run():
+    cell = noise_report.breaking_point_cell
+    assert cell({"largest_kept": BASE, "first_miss": 1024}, 8192) == "128 (misses 1024)"
+    assert cell({"largest_kept": 8192, "first_miss": None}, 8192) == "8192 (largest run)"
+    # a budget trained only at the base batch so far: kept, and nothing larger to judge
+    assert cell({"largest_kept": BASE, "first_miss": None}, BASE) == "128 (largest run)"
+    assert cell({"largest_kept": None, "first_miss": None}, 8192) == "—"
+    assert cell(None, 8192) == "—"

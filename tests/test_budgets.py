@@ -245,6 +245,9 @@ def test_budget_sweep_script_covers_the_budget_preset():
 
     script = Path(__file__).parents[1] / "reproduce" / "mnist_lstm" / "budget_sweep.sh"
     text = script.read_text()
+    # every run and tuning point continues from its checkpoint when the script is rerun
+    assert re.search(r"reproduce/run\.py mnist_lstm --preset budget --out \S+ --resume ", text)
+    assert re.search(r"reproduce/tune\.py mnist_lstm .*\s+--resume ", text)
     preset = experiments()["mnist_lstm"].presets["budget"]
     default = re.search(r'budgets=\$\{BUDGETS:-"([\d ]+)"\}', text).group(1).split()
     assert [float(b) for b in default] == list(preset.budgets)

@@ -173,7 +173,8 @@ def test_full_sweep_script_covers_the_full_preset(script):
 
     text = script.read_text()
     name = script.parent.name
-    assert re.search(rf"reproduce/run\.py {name} --preset full", text)
+    # every run continues from its checkpoint when rerun: a killed lane loses minutes, not a run
+    assert re.search(rf"reproduce/run\.py {name} --preset full --out \S+ --resume ", text)
     runs = re.findall(r'run --batch-sizes ([\d,]+) --methods "\$(\d)"', text)
     lanes = re.findall(r"^lane ([\w,-]+) ([\w,-]+) &$", text, flags=re.MULTILINE)
     assert runs and lanes

@@ -4,7 +4,8 @@
 # that budget (validation only), run as two single-thread lanes so both cores of a 2-core machine
 # stay busy. Per budget: the lr grid (two points a lane), the tuning summary, then the sweep (the
 # base batch first, then the largest batches), then the next budget. Rerunning skips every
-# recorded run, so an interrupted sweep continues. BUDGETS="10 20" runs part of the grid.
+# recorded run and continues an interrupted one from its checkpoint (--resume; written every 10
+# minutes), so an interrupted sweep continues where it stopped. BUDGETS="10 20" runs part of the grid.
 # DECISIVE_ONLY="40 80" runs only the cells that decide the claim at those budgets (the base
 # batch, x16 and x64 with date, linear and sqrt): a 40-epoch budget costs about 4x a 10-epoch one.
 # The published records: BUDGETS="10 20", then BUDGETS=40 DECISIVE_ONLY=40, then x8 and x32 for
@@ -28,9 +29,12 @@ lanes=${LANES:-2}
 seeds=()
 if [[ -n "${SEEDS:-}" ]]; then seeds=(--seeds "$SEEDS"); fi
 # Published records: --out results/... (a run without --out writes to runs/, see the README).
-run() { "$python" -u reproduce/run.py mnist_lstm --preset budget --out results/mnist_lstm/budget "$@"; }
+run() {
+  "$python" -u reproduce/run.py mnist_lstm --preset budget --out results/mnist_lstm/budget --resume "$@"
+}
 tune() {
-  "$python" -u reproduce/tune.py mnist_lstm --preset budget --out results/mnist_lstm/budget "$@"
+  "$python" -u reproduce/tune.py mnist_lstm --preset budget --out results/mnist_lstm/budget \
+    --resume "$@"
 }
 lane() {  # $1: budget, $2: the lane's methods at the base batch, $3: its methods at k > 1
   run --set "epochs=$1" --batch-sizes 128 --methods "$2"

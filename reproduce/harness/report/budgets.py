@@ -38,7 +38,13 @@ from ..core.divergence import Divergence
 from ..core.io import atomic_write, atomic_write_json, atomic_write_text
 from ..core.targets import Claim, Target, meets
 from .band import keeps_band, tolerance_band
-from .noise import breaking_points, estimate_source, format_noise, noise_by_batch
+from .noise import (
+    breaking_point_cell,
+    breaking_points,
+    estimate_source,
+    format_noise,
+    noise_by_batch,
+)
 from .record_files import read_record_files, sweep_info
 from .run_provenance import provenance, provenance_line
 
@@ -390,7 +396,10 @@ def budget_noise_section(
                 f"{format_noise(noise.get('at_target'))} / {format_noise(noise.get('at_end'))}"
                 + (f" (b{source})" if source is not None else ""),
                 *[
-                    str((points.get(method) or {}).get("largest_kept") or "none")
+                    breaking_point_cell(
+                        points.get(method),
+                        max(r["batch_size"] for r in records if r["method"] == method),
+                    )
                     if method in run_methods
                     else "not run"
                     for method in methods
@@ -402,7 +411,8 @@ def budget_noise_section(
         "B_simple (McCandlish et al. 2018, arXiv 1812.06162, Sections 2.2-2.3; the records' "
         "`noise_*` curves) when the runs first reached the target / at their end, median over "
         "the runs of the base batch (or of the smallest batch that measured it, named), beside "
-        "each method's largest batch up to which every batch keeps that budget's base band:\n",
+        "each method's largest batch up to which every batch keeps that budget's base band (in "
+        "brackets: the first batch that misses it, or that no larger batch was run):\n",
         tabulate(
             rows,
             headers=["E", "B_simple at target / end", *methods],

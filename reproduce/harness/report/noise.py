@@ -126,6 +126,18 @@ def breaking_points(
     return result
 
 
+def breaking_point_cell(point: Mapping[str, int | None] | None, largest_run: int) -> str:
+    """One method's breaking point in a cell: the largest batch kept, then in brackets the first
+    batch that misses the band or, when none does, that no larger batch was run (so a budget
+    run only at the base batch does not read as "kept up to the base batch and no further")."""
+    kept, first_miss = (point or {}).get("largest_kept"), (point or {}).get("first_miss")
+    if first_miss is not None:
+        return f"{kept or 'none'} (misses {first_miss})"
+    if kept is None:
+        return "—"
+    return f"{kept} (largest run)" if kept == largest_run else f"{kept}"
+
+
 def suggested_batch(noise_scale: float | None, base_batch: int) -> int | None:
     """The largest base x 2^n not above ``noise_scale`` (what ``date.advise`` suggests)."""
     if noise_scale is None:
