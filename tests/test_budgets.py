@@ -73,6 +73,14 @@ def test_a_budget_sweep_tunes_each_budget_and_reports_per_budget(tmp_path, tiny_
     text = (out / "budgets.md").read_text()
     assert "## Steps to result" in text and "perfect scaling" in text
     assert (out / "plots" / "steps_to_result.png").read_bytes().startswith(b"\x89PNG")
+    # the cost: 2 tuning points + the base batch's 2 seeds (sqrt's are date's, shared at k = 1)
+    # + 3 runs at x4, each with its measured wall time
+    for budget in tables["budgets"]:
+        cost = budget["cost"]
+        assert cost["trained_runs"] == 7 and cost["wall_seconds_total"] > 0
+        assert set(cost["median_run_seconds"]) == {"32", "128"}
+        assert all(seconds > 0 for seconds in cost["median_run_seconds"].values())
+    assert "## Cost on the machine that ran it" in text and tables["budgets_not_run"] == []
 
     # the report command regenerates the budget root and its folders from the records alone
     before = (out / "budgets.md").read_text()
@@ -132,6 +140,11 @@ def test_set_epochs_runs_one_budget_of_the_grid(tmp_path, tiny_budget_experiment
     argv = ["mnist_lstm", "--preset", "budget", "--quiet", "--out", str(out)]
     assert main([*argv, "--set", "epochs=2"]) == 0
     assert (out / "E2" / "runs").is_dir() and not (out / "E1").exists()
+    # the budget not run is projected from the one run: half its median runs
+    tables = json.loads((out / "budgets.json").read_text())
+    assert tables["budgets_not_run"] == [1.0]
+    text = (out / "budgets.md").read_text()
+    assert "E = 1 is in the preset but not run: at 0.5x E = 2's median runs, one run" in text
     assert main([*argv, "--set", "epochs=3"]) == 2
     assert "--set epochs=3: not one of the preset's budgets (1, 2)" in capsys.readouterr().err
 

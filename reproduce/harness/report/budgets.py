@@ -11,7 +11,9 @@ Reads the budget folders ``OUT/E{E}`` of a budget sweep (``sweep/budgets.py``) a
   metric vs batch size, log-log, one line per method, with the perfect-scaling line;
 - in budgets.md, B_simple per budget beside each method's largest batch keeping the band, and
   the critical batch fitted to each method's steps-to-result points by S = S_min (1 + B_crit /
-  B) (McCandlish et al. 2018; ``date.advise.fit_critical_batch``).
+  B) (McCandlish et al. 2018; ``date.advise.fit_critical_batch``);
+- in budgets.md, what each budget cost (the records' wall time) and the preset's budgets not yet
+  run projected from the longest one run.
 
 Steps to result follow Shallue et al. 2018 ("Measuring the Effects of Data Parallelism on Neural
 Network Training", Fig. 1): for each method and batch, the fewest training steps at which the
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import io
 import json
+import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,6 +41,7 @@ from ..core.divergence import Divergence
 from ..core.io import atomic_write, atomic_write_json, atomic_write_text
 from ..core.targets import Claim, Target, meets
 from .band import keeps_band, tolerance_band
+from .first_contact import duration
 from .noise import (
     breaking_point_cell,
     breaking_points,
@@ -58,6 +62,9 @@ class PresetFacts(Protocol):
 
     @property
     def time_to_target(self) -> Target | None: ...
+
+    @property
+    def budgets(self) -> Sequence[float]: ...
 
 
 class BudgetedExperiment(Protocol):
@@ -133,6 +140,35 @@ def budget_target(experiment: BudgetedExperiment, preset: str | None) -> Target 
     return experiment.time_to_target
 
 
+def budget_cost(folder: Path, batches: Sequence[int]) -> dict[str, Any]:
+    """What a budget cost on the machine that ran it, from its records' ``wall_seconds``: the
+    runs trained (its tuning points included; a run shared between methods counted once) and
+    their summed wall time, and the median run at each of ``batches``. Left out of the medians:
+    a run resumed from a checkpoint (its wall time covers only its last part) and one stopped as
+    diverged (it did not run its budget)."""
+    files = list(read_record_files(folder))
+    for point in sorted((folder / "tuning" / "points").glob("*")):
+        if (point / "runs").is_dir():
+            files += read_record_files(point)
+    trained = [item.record for item in files if not item.record.get("same_run_as")]
+    medians = {}
+    for batch in batches:
+        whole = [
+            r["wall_seconds"]
+            for r in trained
+            if r["batch_size"] == batch
+            and r.get("wall_seconds")
+            and r["status"] == "ok"
+            and not r.get("resumed_from_step")
+        ]
+        medians[str(batch)] = round(statistics.median(whole), 1) if whole else None
+    return {
+        "trained_runs": len(trained),
+        "wall_seconds_total": round(sum(r.get("wall_seconds") or 0.0 for r in trained), 1),
+        "median_run_seconds": medians,
+    }
+
+
 def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
@@ -185,6 +221,7 @@ def budget_tables(out_dir: Path, experiment: BudgetedExperiment) -> dict[str, An
                 "band": band.to_dict(),
                 "claim_batch": claim_batch,
                 "at_claim": at_claim,
+                "cost": budget_cost(folder, [base_batch, *([claim_batch] if claim else [])]),
             }
         )
     best_steps = {
@@ -204,6 +241,9 @@ def budget_tables(out_dir: Path, experiment: BudgetedExperiment) -> dict[str, An
     scaling = {
         method: scaling_summary(method, batches, base_batch, best_steps) for method in methods
     }
+    preset = experiment.presets.get(files[0].record.get("preset")) if files else None
+    recorded = {budget["epochs"] for budget in budgets}
+    not_run = [float(e) for e in (preset.budgets if preset else ()) if float(e) not in recorded]
     return {
         "experiment": experiment.name,
         "claim": claim.to_dict() if claim else None,
@@ -216,6 +256,7 @@ def budget_tables(out_dir: Path, experiment: BudgetedExperiment) -> dict[str, An
         "methods": methods,
         "batch_sizes": batches,
         "provenance": provenance(files) if files else None,
+        "budgets_not_run": not_run,
     }
 
 
@@ -363,9 +404,68 @@ def budgets_markdown(
         )
         parts.append("![steps to result](plots/steps_to_result.png)\n")
     parts.append(budget_noise_section(tables, out_dir, divergence))
+    parts.append(budget_cost_section(tables))
     if tables["provenance"]:
         parts.append(provenance_line(tables["provenance"]) + "\n")
     return "\n".join(parts)
+
+
+def budget_cost_section(tables: Mapping[str, Any]) -> str:
+    """What each budget cost on the machine that ran it, and the preset's unrun budgets
+    projected from the longest one run (a run's time grows with its epochs at a fixed batch)."""
+    budgets = [budget for budget in tables["budgets"] if budget.get("cost")]
+    if not budgets:
+        return ""
+    batches = list(budgets[-1]["cost"]["median_run_seconds"])
+    headers = [
+        "E",
+        "runs trained",
+        "wall time summed",
+        *[f"median run, batch {b}" for b in batches],
+    ]
+    rows = [
+        [
+            f"{budget['epochs']:g}",
+            budget["cost"]["trained_runs"],
+            duration(budget["cost"]["wall_seconds_total"]),
+            *[
+                duration(seconds) if seconds else "—"
+                for seconds in budget["cost"]["median_run_seconds"].values()
+            ],
+        ]
+        for budget in budgets
+    ]
+    parts = [
+        "## Cost on the machine that ran it\n",
+        "The records' wall time (`wall_seconds`): the runs trained per budget (its tuning "
+        "points included, a run shared between methods counted once), and the median run at "
+        "the base batch and at the claim's batch over the runs that trained their whole budget "
+        "in one go (not stopped as diverged, not resumed from a checkpoint). A run may have "
+        "shared the machine with other work, so these are upper bounds for it; "
+        "`--plan --estimate` times a few steps of your own.\n",
+        tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True) + "\n",
+    ]
+    longest = budgets[-1]
+    for epochs in tables.get("budgets_not_run") or []:
+        scale = epochs / longest["epochs"]
+        runs = [
+            f"{_about(seconds * scale)} at batch {batch}"
+            for batch, seconds in longest["cost"]["median_run_seconds"].items()
+            if seconds
+        ]
+        if runs:
+            parts.append(
+                f"E = {epochs:g} is in the preset but not run: at {scale:g}x E = "
+                f"{longest['epochs']:g}'s median runs, one run would take {' and '.join(runs)} "
+                f"on this machine (`--set epochs={epochs:g} --plan` counts the runs).\n"
+            )
+    return "\n".join(parts)
+
+
+def _about(seconds: float) -> str:
+    """A projected time, as rough as a projection is: "about 55 min", "about 2.3 h"."""
+    minutes = seconds / 60
+    return f"about {minutes:.0f} min" if minutes < 90 else f"about {minutes / 60:.1f} h"
 
 
 def budget_noise_section(
