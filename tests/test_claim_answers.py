@@ -36,7 +36,7 @@ def budget_sweep(
                 "epochs": epochs,
                 "folder": folder,
                 "claim_batch": 8192,
-                "band": {"mean": 0.988, "half_width": 0.002, "n_seeds": 3},
+                "band": {"mean": 0.988, "half_width": 0.002, "n_seeds": 3, "mode": "max"},
                 "at_claim": at_claim,
                 "tuned": {"best": {"lr": 0.2}} if tuned else None,
             }
@@ -110,6 +110,11 @@ def test_no_budget_keeping_the_band_is_not_reproduced_up_to_the_largest_budget(t
     assert "date 0.9656 (3 seeds), sqrt 0.9768 (3 seeds), linear diverged (3 of 3)" in section
     assert "x64 (batch 8192, 268 steps)" in section
     assert "DATE keeps the base band at no budget up to E = 40" in section
+    # the trend over the budgets: still rising towards the band, or levelled off below it
+    assert (
+        "Over the budgets at x64 (E = 10 / 40): date 0.3400 / 0.9656; sqrt 0.6600 / 0.9768; "
+        "linear diverged / diverged; the base band's lower edge" in section
+    )
     assert "(E = 10, 40; 55,000 training examples; the base lr tuned on validation for each)" in (
         section
     )
@@ -168,3 +173,23 @@ def test_the_paper_setting_decides_and_proxies_come_last(tmp_path):
 
 def test_without_reports_the_section_says_nothing_is_judged(tmp_path):
     assert "No claim is judged yet" in claim_answers_section(tmp_path)
+
+
+def test_the_trend_over_budgets_names_partial_divergence_and_a_lower_is_better_band(tmp_path):
+    root = tmp_path / "ptb_small" / "budget"
+    budget_sweep(
+        root,
+        {
+            4.0: {"date": cell(2469.0, 2), "linear": cell(None, 2, 2)},
+            16.0: {"date": cell(1026.0, 2), "linear": cell(1500.0, 2, 1)},
+        },
+    )
+    tables = json.loads((root / "budgets.json").read_text())
+    for budget in tables["budgets"]:  # perplexity: lower is better, the band's edge is above
+        budget["band"] = {"mean": 300.0, "half_width": 5.0, "n_seeds": 2, "mode": "min"}
+    write(root / "budgets.json", tables)
+    section = claim_answers_section(tmp_path)
+    assert (
+        "Over the budgets at x64 (E = 4 / 16): date 2469 / 1026; linear diverged / 1500 (1 of 2 "
+        "diverged); the base band's upper edge 305.0 / 305.0." in section
+    )

@@ -20,9 +20,10 @@ rule measured at the claim's scale is listed beside DATE.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .formatting import fmt_number
 from .warmup_grid import grid_answer
@@ -89,6 +90,36 @@ def _claim_steps(runs: Path, batch_size: int) -> int | None:
     return None
 
 
+def _trend(budgets: Sequence[Mapping[str, Any]], scale_factor: float) -> str:
+    """Each compared method's mean at the claim's scale over the budgets, so a reader sees
+    whether a "no" is still rising with the budget or has levelled off below the band."""
+    parts = []
+    for method in COMPARED_METHODS:
+        values = []
+        for budget in budgets:
+            at = budget["at_claim"].get(method) or {}
+            if not at.get("n"):
+                values.append("not run")
+            elif at["mean"] is None:
+                values.append("diverged")
+            else:
+                some = f" ({at['diverged']} of {at['n']} diverged)" if at.get("diverged") else ""
+                values.append(fmt_number(at["mean"]) + some)
+        if any(value != "not run" for value in values):
+            parts.append(f"{method} {' / '.join(values)}")
+    epochs = " / ".join(f"{budget['epochs']:g}" for budget in budgets)
+    higher_is_better = budgets[-1]["band"]["mode"] == "max"
+    sign = -1 if higher_is_better else 1
+    edges = " / ".join(
+        fmt_number(budget["band"]["mean"] + sign * budget["band"]["half_width"])
+        for budget in budgets
+    )
+    return (
+        f"Over the budgets at x{scale_factor:g} (E = {epochs}): {'; '.join(parts)}; the base "
+        f"band's {'lower' if higher_is_better else 'upper'} edge {edges}."
+    )
+
+
 def _budget_evidence(root: Path) -> tuple[str, Evidence]:
     tables = json.loads((root / "budgets.json").read_text("utf-8"))
     claim = tables["claim"]
@@ -123,6 +154,8 @@ def _budget_evidence(root: Path) -> tuple[str, Evidence]:
         f"{outcome}. At E = {largest['epochs']:g} and {scale}: {cells}; base band "
         f"{_band_text(band['mean'], band['half_width'], band['n_seeds'])}."
     )
+    if len(budgets) > 1:
+        line += f" {_trend(budgets, claim['scale_factor'])}"
     return claim["text"], Evidence(
         line, proxy=False, judged=True, kept=bool(kept), largest_epochs=largest["epochs"]
     )
