@@ -161,10 +161,10 @@ def budget_cost(folder: Path, batches: Sequence[int]) -> dict[str, Any]:
             and r["status"] == "ok"
             and not r.get("resumed_from_step")
         ]
-        medians[str(batch)] = round(statistics.median(whole), 1) if whole else None
+        medians[str(batch)] = round(statistics.median(whole), 3) if whole else None
     return {
         "trained_runs": len(trained),
-        "wall_seconds_total": round(sum(r.get("wall_seconds") or 0.0 for r in trained), 1),
+        "wall_seconds_total": round(sum(r.get("wall_seconds") or 0.0 for r in trained), 3),
         "median_run_seconds": medians,
     }
 
@@ -429,7 +429,7 @@ def budget_cost_section(tables: Mapping[str, Any]) -> str:
             budget["cost"]["trained_runs"],
             duration(budget["cost"]["wall_seconds_total"]),
             *[
-                duration(seconds) if seconds else "—"
+                duration(seconds) if seconds is not None else "—"
                 for seconds in budget["cost"]["median_run_seconds"].values()
             ],
         ]
@@ -451,7 +451,7 @@ def budget_cost_section(tables: Mapping[str, Any]) -> str:
         runs = [
             f"{_about(seconds * scale)} at batch {batch}"
             for batch, seconds in longest["cost"]["median_run_seconds"].items()
-            if seconds
+            if seconds is not None
         ]
         if runs:
             parts.append(
