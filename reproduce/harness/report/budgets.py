@@ -49,7 +49,7 @@ from .noise import (
     format_noise,
     noise_by_batch,
 )
-from .record_files import read_record_files, sweep_info
+from .record_files import RecordFile, read_record_files, sweep_info
 from .run_provenance import provenance, provenance_line
 
 #: A method stays "near perfect scaling" while its steps are within this factor of perfect.
@@ -140,16 +140,21 @@ def budget_target(experiment: BudgetedExperiment, preset: str | None) -> Target 
     return experiment.time_to_target
 
 
-def budget_cost(folder: Path, batches: Sequence[int]) -> dict[str, Any]:
+def budget_cost(
+    record_files: Sequence[RecordFile],
+    tuning_dir: Path,
+    batches: Sequence[int],
+    divergence: Divergence | None = None,
+) -> dict[str, Any]:
     """What a budget cost on the machine that ran it, from its records' ``wall_seconds``: the
-    runs trained (its tuning points included; a run shared between methods counted once) and
-    their summed wall time, and the median run at each of ``batches``. Left out of the medians:
-    a run resumed from a checkpoint (its wall time covers only its last part) and one stopped as
-    diverged (it did not run its budget)."""
-    files = list(read_record_files(folder))
-    for point in sorted((folder / "tuning" / "points").glob("*")):
+    runs trained and their summed wall time (``provenance``, over the sweep's ``record_files``
+    and the tuning points' records in ``tuning_dir``), and the median run at each of
+    ``batches``. Left out of the medians: a run resumed from a checkpoint (its wall time covers
+    only its last part) and one stopped as diverged (it did not run its budget)."""
+    files = list(record_files)
+    for point in sorted((tuning_dir / "points").glob("*")):
         if (point / "runs").is_dir():
-            files += read_record_files(point)
+            files += read_record_files(point, divergence)
     trained = [item.record for item in files if not item.record.get("same_run_as")]
     medians = {}
     for batch in batches:
@@ -157,14 +162,15 @@ def budget_cost(folder: Path, batches: Sequence[int]) -> dict[str, Any]:
             r["wall_seconds"]
             for r in trained
             if r["batch_size"] == batch
-            and r.get("wall_seconds")
+            and r.get("wall_seconds") is not None
             and r["status"] == "ok"
             and not r.get("resumed_from_step")
         ]
         medians[str(batch)] = round(statistics.median(whole), 3) if whole else None
+    counted = provenance(files)
     return {
-        "trained_runs": len(trained),
-        "wall_seconds_total": round(sum(r.get("wall_seconds") or 0.0 for r in trained), 3),
+        "trained_runs": counted["trained_runs"],
+        "wall_seconds_total": counted["wall_seconds_total"],
         "median_run_seconds": medians,
     }
 
@@ -221,7 +227,12 @@ def budget_tables(out_dir: Path, experiment: BudgetedExperiment) -> dict[str, An
                 "band": band.to_dict(),
                 "claim_batch": claim_batch,
                 "at_claim": at_claim,
-                "cost": budget_cost(folder, [base_batch, *([claim_batch] if claim else [])]),
+                "cost": budget_cost(
+                    record_files,
+                    folder / "tuning",
+                    [base_batch, *([claim_batch] if claim else [])],
+                    experiment.divergence,
+                ),
             }
         )
     best_steps = {
